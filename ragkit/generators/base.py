@@ -1,0 +1,114 @@
+"""The generator contract: ``generate(requests) -> generations`` plus the token side of cost.
+
+Strategies build chat messages; a generator renders them (its chat template, or a plain completion
+layout for base models), counts their tokens with its own tokenizer, and generates. Fitting a
+context into the window is the strategy's job (it knows what may be cut); a generator that still
+receives an over-long prompt cuts the oldest tokens and reports ``truncated_tokens`` rather than
+crash.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ragkit.component import Component
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+@dataclass
+class GenerationRequest:
+    messages: list[Message]
+    max_new_tokens: int | None = None  # None: the generator's own default
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Generation:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    truncated_tokens: int = 0
+    cached: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What FLOPs estimates need: parameter count, layers, hidden size."""
+
+    n_params: int
+    n_layers: int
+    d_model: int
+    context_window: int
+
+
+class Generator(Component, ABC):
+    """Base of every generator. Subclasses implement ``tokenizer``, ``render``, ``model_info`` and
+    ``_generate``; this class provides token counting and the window guard."""
+
+    max_new_tokens: int = 32
+
+    @property
+    @abstractmethod
+    def tokenizer(self) -> Tokenizer:
+        """The model's own tokenizer (loaded lazily, without the weights when possible)."""
+
+    @abstractmethod
+    def render(self, messages: Sequence[Message]) -> str:
+        """The exact prompt text the model sees for ``messages`` (chat template applied)."""
+
+    @abstractmethod
+    def model_info(self) -> ModelInfo:
+        """Size facts for FLOPs accounting and the context window."""
+
+    @abstractmethod
+    def _generate(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
+        """Generate for already rendered and window-fitted prompts."""
+
+    # -- shared behaviour ---------------------------------------------------------------------
+    @property
+    def context_window(self) -> int:
+        return self.model_info().context_window
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return self.count_tokens(self.render(messages))
+
+    def decoding(self) -> dict[str, Any]:
+        """Decoding parameters that change outputs (part of the generation cache key)."""
+        return {"max_new_tokens": self.max_new_tokens, "temperature": 0.0}
+
+    def input_limit(self, max_new_tokens: int | None = None) -> int:
+        """Most prompt tokens that leave room for the answer inside the window."""
+        return self.context_window - (max_new_tokens or self.max_new_tokens)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        prompts, cut = [], []
+        for request in requests:
+            prompt = self.render(request.messages)
+            ids = self.tokenizer.encode(prompt)
+            limit = self.input_limit(request.max_new_tokens)
+            if len(ids) > limit:  # last-resort guard: keep the end (question and instructions)
+                cut.append(len(ids) - limit)
+                prompt = self.tokenizer.decode(ids[len(ids) - limit :])
+            else:
+                cut.append(0)
+            prompts.append(prompt)
+        outputs = self._generate(prompts, list(requests))
+        for output, dropped in zip(outputs, cut, strict=True):
+            output.truncated_tokens += dropped
+        return outputs

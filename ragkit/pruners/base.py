@@ -1,0 +1,16 @@
+"""The pruner contract: ``prune(queries, candidates) -> candidates with only the kept text``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from ragkit.component import Component
+from ragkit.types import Scored
+
+
+class Pruner(Component, ABC):
+    @abstractmethod
+    def prune(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
+        """For each query, its candidates with text reduced to what is kept (a candidate may be
+        dropped entirely). Chunk ids are kept so provenance and gold checks still work."""

@@ -1,0 +1,167 @@
+"""Plain data types that flow between stages.
+
+Every stage takes and returns these; none of them knows which concrete component produced it.
+They are dataclasses (not pydantic models) because they are created by the million in hot loops
+and only need to be cheap and serialisable with :func:`to_dict` / ``from_dict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hash of a JSON-serialisable object, independent of dict order (the basis of cache keys)."""
+    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One piece of gold evidence: a sentence (or passage) of a document that supports the answer."""
+
+    doc_id: str
+    text: str
+    sentence: int | None = None  # index of the sentence inside the document, when known
+
+
+@dataclass(frozen=True)
+class Document:
+    """A source document. ``sentences`` is filled when the dataset ships its own sentence split
+    (HotpotQA does); chunkers and pruners use it instead of re-splitting."""
+
+    id: str
+    text: str
+    title: str = ""
+    sentences: tuple[str, ...] = ()
+
+
+@dataclass
+class Example:
+    """One question with its references and either its own documents or a shared corpus."""
+
+    id: str
+    question: str
+    answers: list[str]
+    documents: list[Document] = field(default_factory=list)  # empty => shared corpus retrieval
+    evidence: list[Evidence] = field(default_factory=list)
+    answerable: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)  # type, level, source file, haystack depth...
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable unit cut from a document. ``position`` is its index in the original
+    document order of its corpus, used by order-preserving packing and full-context runs."""
+
+    id: str
+    doc_id: str
+    text: str
+    title: str = ""
+    position: int = 0
+    meta: tuple[tuple[str, Any], ...] = ()  # immutable extras, e.g. (("sentence_offsets", ...),)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The chunks a retriever searches, with a fingerprint used for index and cache keys."""
+
+    chunks: tuple[Chunk, ...]
+    key: str
+
+    @classmethod
+    def from_chunks(cls, chunks: Sequence[Chunk]) -> Corpus:
+        chunks = tuple(chunks)
+        digest = stable_hash([(c.id, c.text) for c in chunks], length=24)
+        return cls(chunks=chunks, key=digest)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+
+@dataclass
+class Scored:
+    """A chunk with a score from the stage that produced it (higher is better)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass
+class Context:
+    """What a strategy hands a generator: the chosen chunks, the text and what packing did."""
+
+    chunks: list[Scored]
+    text: str
+    tokens: int
+    dropped_tokens: int = 0  # tokens cut to fit a budget or window; recorded, never silent
+    gold_survived: bool | None = None  # whether every gold evidence text is still in ``text``
+
+
+@dataclass
+class Cost:
+    """What answering one question cost. ``input_tokens`` summed over all generator calls is the
+    *effective context length*, the budget axis of "Inference Scaling for Long-Context RAG"."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    aux_tokens: int = 0  # tokens read by auxiliary models: embedder, reranker, pruner, judge
+    aux_seconds: float = 0.0
+    flops: float = 0.0
+    dollars: float = 0.0
+
+    @property
+    def effective_context_tokens(self) -> int:
+        return self.input_tokens
+
+    @property
+    def seconds(self) -> float:
+        return self.prefill_seconds + self.decode_seconds + self.aux_seconds
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    def to_dict(self) -> dict[str, float]:
+        out: dict[str, float] = asdict(self)
+        out["effective_context_tokens"] = self.effective_context_tokens
+        out["seconds"] = self.seconds
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cost:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Prediction:
+    """A strategy's answer to one example, with its cost and what each stage did (provenance)."""
+
+    example_id: str
+    answer: str
+    cost: Cost = field(default_factory=Cost)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "example_id": self.example_id,
+            "answer": self.answer,
+            "cost": self.cost.to_dict(),
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        return cls(
+            example_id=data["example_id"],
+            answer=data["answer"],
+            cost=Cost.from_dict(data.get("cost", {})),
+            provenance=data.get("provenance", {}),
+        )
