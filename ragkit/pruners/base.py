@@ -6,11 +6,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from ragkit.component import Component
-from ragkit.types import Scored
+from ragkit.types import Evidence, Scored
 
 
 class Pruner(Component, ABC):
     @abstractmethod
-    def prune(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
+    def prune(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[Scored]],
+        *,
+        evidence: Sequence[Sequence[Evidence]] | None = None,
+    ) -> list[list[Scored]]:
         """For each query, its candidates with text reduced to what is kept (a candidate may be
-        dropped entirely). Chunk ids are kept so provenance and gold checks still work."""
+        dropped entirely). Chunk ids are kept so provenance and gold checks still work.
+        ``evidence`` is passed by strategies always and used only by the oracle pruner."""

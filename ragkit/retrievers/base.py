@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from ragkit.component import Component
-from ragkit.types import Corpus, Scored
+from ragkit.types import Corpus, Evidence, Scored
 
 
 class Retriever(Component, ABC):
@@ -18,5 +18,13 @@ class Retriever(Component, ABC):
     """
 
     @abstractmethod
-    def retrieve(self, queries: Sequence[str], corpus: Corpus, k: int) -> list[list[Scored]]:
-        """Top-``k`` chunks for every query, best first."""
+    def retrieve(
+        self,
+        queries: Sequence[str],
+        corpus: Corpus,
+        k: int,
+        *,
+        evidence: Sequence[Sequence[Evidence]] | None = None,
+    ) -> list[list[Scored]]:
+        """Top-``k`` chunks for every query, best first. ``evidence`` (the gold evidence of each
+        query's example) is passed by strategies always and used only by oracle retrievers."""
