@@ -1,0 +1,132 @@
+"""Full context: every document, in original order, in one prompt fitted to the model window.
+
+When the documents do not fit, tokens are cut (from the middle by default, the LongBench
+convention: the start and the end of a long input carry the most signal) and the cut is
+recorded per question: how many tokens were dropped and whether all gold evidence survived.
+Never silent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ragkit.generators.base import GenerationRequest, Generator, Message
+from ragkit.registry import register
+from ragkit.strategies.base import Strategy, generation_cost
+from ragkit.strategies.context import evidence_in
+from ragkit.strategies.prompts import clean_answer, format_chunk, question_messages
+from ragkit.types import Chunk, Cost, Document, Example, Prediction
+
+
+def _as_chunks(documents: Sequence[Document]) -> list[Chunk]:
+    return [
+        Chunk(id=d.id, doc_id=d.id, text=d.text, title=d.title, position=i) for i, d in enumerate(documents)
+    ]
+
+
+def cut_tokens(ids: list[int], keep: int, where: str) -> list[int]:
+    """Keep ``keep`` of ``ids``, dropping from the middle, the end or the start."""
+    if keep >= len(ids):
+        return ids
+    if keep <= 0:
+        return []
+    if where == "end":
+        return ids[:keep]
+    if where == "start":
+        return ids[len(ids) - keep :]
+    head = keep // 2
+    return ids[:head] + ids[len(ids) - (keep - head) :]
+
+
+@register("strategy", "full_context")
+class FullContext(Strategy):
+    version = "1"
+
+    def __init__(
+        self,
+        *,
+        truncation: Literal["middle", "end", "start"] = "middle",
+        budget: int | None = None,
+        abstain: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.truncation = truncation
+        self.budget = budget
+        self.abstain = abstain
+        self.max_new_tokens = max_new_tokens
+
+    def _prepare(
+        self, example: Example, generator: Generator, corpus: Sequence[Document] | None
+    ) -> tuple[list[Message], int, dict[str, Any]]:
+        documents = example.documents or list(corpus or [])
+        block = "\n\n".join(format_chunk(i + 1, c) for i, c in enumerate(_as_chunks(documents)))
+
+        def make(docs: str) -> list[Message]:
+            return question_messages(example.question, docs, abstain=self.abstain)
+
+        limit = generator.input_limit(self.max_new_tokens)
+        if self.budget is not None:
+            limit = min(limit, self.budget)
+        overhead = generator.prompt_tokens(make(""))
+        tokenizer = generator.tokenizer
+        ids = tokenizer.encode(block)
+        full = len(ids)
+        text, kept = block, full
+        total = generator.prompt_tokens(make(text))
+        if total > limit:
+            kept = max(limit - overhead, 0)
+            for _ in range(8):  # decode/encode at the cut can shift counts by a few tokens
+                text = tokenizer.decode(cut_tokens(ids, kept, self.truncation))
+                total = generator.prompt_tokens(make(text))
+                if total <= limit or kept == 0:
+                    break
+                kept = max(kept - (total - limit), 0)
+        messages = make(text)
+        provenance = {
+            "context_tokens": total - overhead,
+            "full_context_tokens": full,
+            "dropped_tokens": full - kept if text != block else 0,
+            "truncated": text != block,
+            "n_documents": len(documents),
+            "gold_survived": None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0,
+            "evidence_recall": evidence_in(example.evidence, [text]),
+        }
+        return messages, total, provenance
+
+    def run(
+        self,
+        examples: Sequence[Example],
+        generator: Generator,
+        corpus: Sequence[Document] | None = None,
+    ) -> list[Prediction]:
+        prepared = [self._prepare(e, generator, corpus) for e in examples]
+        requests = [GenerationRequest(m, max_new_tokens=self.max_new_tokens) for m, _, _ in prepared]
+        predictions = []
+        for example, (_, _, provenance), generation in zip(
+            examples, prepared, generator.generate(requests), strict=True
+        ):
+            provenance["raw_answer"] = generation.text
+            provenance["cached"] = generation.cached
+            provenance["dropped_tokens"] += generation.truncated_tokens
+            predictions.append(
+                Prediction(
+                    example.id,
+                    clean_answer(generation.text),
+                    generation_cost(generation, generator),
+                    provenance,
+                )
+            )
+        return predictions
+
+    def estimate(
+        self,
+        examples: Sequence[Example],
+        generator: Generator,
+        corpus: Sequence[Document] | None = None,
+    ) -> list[Cost]:
+        max_new = self.max_new_tokens or generator.max_new_tokens
+        return [
+            Cost(input_tokens=self._prepare(e, generator, corpus)[1], output_tokens=max_new, calls=1)
+            for e in examples
+        ]

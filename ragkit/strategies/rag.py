@@ -1,0 +1,156 @@
+"""RAG: retrieve, (rerank), (prune), order, pack into a token budget, generate.
+
+One generator call per question, so the effective context length is the prompt length. The
+retriever fetches ``rerank_depth`` candidates when a reranker is set (else ``k``); the best ``k``
+go on to pruning and packing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ragkit.data.chunking import Chunker
+from ragkit.generators.base import GenerationRequest, Generator
+from ragkit.pruners.base import Pruner
+from ragkit.registry import register
+from ragkit.rerankers.base import Reranker
+from ragkit.rerankers.order import ORDERS, Order
+from ragkit.retrievers.base import Retriever
+from ragkit.strategies.base import Strategy, generation_cost
+from ragkit.strategies.context import CorpusBuilder, Packed, evidence_in, pack, retrieve_batch
+from ragkit.strategies.prompts import clean_answer, question_messages
+from ragkit.types import Cost, Document, Example, Prediction, Scored
+
+
+@register("strategy", "rag")
+class RAG(Strategy):
+    version = "1"
+
+    def __init__(
+        self,
+        *,
+        retriever: Retriever,
+        k: int = 5,
+        reranker: Reranker | None = None,
+        rerank_depth: int | None = None,
+        pruner: Pruner | None = None,
+        order: Order = "score",
+        budget: int | None = None,
+        chunker: Chunker | None = None,
+        abstain: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.retriever = retriever
+        self.k = k
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
+        self.pruner = pruner
+        self.order = order
+        self.budget = budget
+        self.chunker = chunker
+        self.abstain = abstain
+        self.max_new_tokens = max_new_tokens
+        self._corpora = CorpusBuilder(chunker)
+
+    def retrieval_depth(self) -> int:
+        """How many candidates the retriever is asked for (what a shared retrieval cache needs)."""
+        return max(self.k, self.rerank_depth or 0) if self.reranker is not None else self.k
+
+    def _limit(self, generator: Generator) -> int:
+        window_limit = generator.input_limit(self.max_new_tokens)
+        return window_limit if self.budget is None else min(self.budget, window_limit)
+
+    def select(
+        self, examples: Sequence[Example], generator: Generator, corpus: Sequence[Document] | None
+    ) -> list[tuple[list[Scored], dict[str, Any], int]]:
+        """Retrieve, rerank and prune for a batch: the passages to pack, provenance, aux tokens."""
+        questions = [e.question for e in examples]
+        evidence = [e.evidence for e in examples]
+        corpora = [self._corpora.for_example(e, corpus) for e in examples]
+        hits, aux = retrieve_batch(self.retriever, questions, corpora, self.retrieval_depth(), evidence)
+        provenance: list[dict[str, Any]] = [
+            {"retrieved": [[s.chunk.id, round(s.score, 6)] for s in h]} for h in hits
+        ]
+        if self.reranker is not None:
+            before = getattr(self.reranker, "aux_tokens_", 0)
+            hits = self.reranker.rerank(questions, hits)
+            spent = getattr(self.reranker, "aux_tokens_", 0) - before
+            aux = [a + spent // len(examples) for a in aux]
+            for p, h in zip(provenance, hits, strict=True):
+                p["reranked"] = [[s.chunk.id, round(s.score, 6)] for s in h]
+        selected = [h[: self.k] for h in hits]
+        for p, sel, ev in zip(provenance, selected, evidence, strict=True):
+            p["evidence_recall"] = evidence_in(ev, [s.chunk.text for s in sel])
+        if self.pruner is not None:
+            count = generator.count_tokens
+            before_tokens = [sum(count(s.chunk.text) for s in sel) for sel in selected]
+            before = getattr(self.pruner, "aux_tokens_", 0)
+            selected = self.pruner.prune(questions, selected, evidence=evidence)
+            spent = getattr(self.pruner, "aux_tokens_", 0) - before
+            aux = [a + spent // len(examples) for a in aux]
+            for p, sel, ev, b in zip(provenance, selected, evidence, before_tokens, strict=True):
+                after = sum(count(s.chunk.text) for s in sel)
+                p.update(
+                    tokens_before_pruning=b,
+                    tokens_after_pruning=after,
+                    compression=(1 - after / b) if b else 0.0,
+                    evidence_after_pruning=evidence_in(ev, [s.chunk.text for s in sel]),
+                )
+        return list(zip(selected, provenance, aux, strict=True))
+
+    def contexts(
+        self, examples: Sequence[Example], generator: Generator, corpus: Sequence[Document] | None
+    ) -> list[tuple[Packed, dict[str, Any], int]]:
+        limit = self._limit(generator)
+        out = []
+        for example, (selected, provenance, aux) in zip(
+            examples, self.select(examples, generator, corpus), strict=True
+        ):
+            packed = pack(
+                generator,
+                selected,
+                lambda docs, q=example.question: question_messages(q, docs, abstain=self.abstain),
+                limit,
+                order=ORDERS[self.order],
+                evidence=example.evidence,
+            )
+            provenance.update(
+                context_ids=[s.chunk.id for s in packed.context.chunks],
+                context_tokens=packed.context.tokens,
+                dropped_tokens=packed.context.dropped_tokens,
+                gold_survived=packed.context.gold_survived,
+            )
+            out.append((packed, provenance, aux))
+        return out
+
+    def run(
+        self,
+        examples: Sequence[Example],
+        generator: Generator,
+        corpus: Sequence[Document] | None = None,
+    ) -> list[Prediction]:
+        prepared = self.contexts(examples, generator, corpus)
+        requests = [GenerationRequest(p.messages, max_new_tokens=self.max_new_tokens) for p, _, _ in prepared]
+        generations = generator.generate(requests)
+        predictions = []
+        for example, (_, provenance, aux), generation in zip(examples, prepared, generations, strict=True):
+            cost = generation_cost(generation, generator)
+            cost.aux_tokens += aux
+            provenance["raw_answer"] = generation.text
+            provenance["cached"] = generation.cached
+            provenance["dropped_tokens"] += generation.truncated_tokens
+            predictions.append(Prediction(example.id, clean_answer(generation.text), cost, provenance))
+        return predictions
+
+    def estimate(
+        self,
+        examples: Sequence[Example],
+        generator: Generator,
+        corpus: Sequence[Document] | None = None,
+    ) -> list[Cost]:
+        max_new = self.max_new_tokens or generator.max_new_tokens
+        return [
+            Cost(input_tokens=p.prompt_tokens, output_tokens=max_new, calls=1, aux_tokens=aux)
+            for p, _, aux in self.contexts(examples, generator, corpus)
+        ]
