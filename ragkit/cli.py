@@ -1,0 +1,187 @@
+"""The ``ragkit`` command line: run | estimate | report | datasets | ui (+ commands/ plug-ins)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only; never a hub download at run time
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="RAG vs long context under compute budgets."
+)
+console = Console()
+
+FileArg = Annotated[Path, typer.Argument(help="experiment YAML", exists=False)]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="override a field: key.path=value (repeatable)")
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="only the first N questions of each dataset")]
+
+
+def print_frame(frame, title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for _, row in frame.iterrows():
+        table.add_row(*[str(v) for v in row.tolist()])
+    console.print(table)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+def _load(file: Path, overrides: list[str] | None):
+    from ragkit.config import ConfigError, load_experiment
+
+    try:
+        return load_experiment(file, overrides or [])
+    except ConfigError as exc:
+        _fail(exc)
+
+
+@app.command()
+def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
+    """Run (or resume) every configuration of an experiment and log it to MLflow."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ragkit.config import ConfigError
+    from ragkit.report import display_table, results_frame
+    from ragkit.runner import run_experiment
+    from ragkit.tracking import TrackingError, resolve_tracking_uri
+
+    experiment = _load(file, set_)
+    console.print(
+        f"[bold]{experiment.name}[/]: {len(experiment.configurations)} configurations, "
+        f"tracking at {resolve_tracking_uri(experiment.spec.tracking_uri)}"
+    )
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, int] = {}
+
+        def hook(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        try:
+            results = run_experiment(experiment, limit=limit, progress=hook)
+        except (ConfigError, TrackingError) as exc:
+            _fail(exc)
+    print_frame(display_table(results_frame(results)), title=f"{experiment.name} (95% intervals)")
+    console.print(
+        f"runs in {Path(experiment.spec.output_dir) / experiment.name}; `ragkit ui {file}` to browse"
+    )
+
+
+@app.command()
+def estimate(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
+    """Token side of every configuration's cost, before any generation (retrieval may run)."""
+    from ragkit.config import ConfigError
+    from ragkit.estimate import estimate_experiment
+
+    experiment = _load(file, set_)
+    try:
+        frame = estimate_experiment(experiment, limit=limit)
+    except ConfigError as exc:
+        _fail(exc)
+    print_frame(frame, title=f"{experiment.name}: estimated cost per question (no generation)")
+
+
+@app.command()
+def report(
+    file: Annotated[str, typer.Argument(help="experiment YAML or MLflow parent run id")],
+    by: Annotated[list[str] | None, typer.Option("--by", help="break down by a column or meta field")] = None,
+    metric: Annotated[str, typer.Option(help="metric for breakdowns")] = "contains_answer",
+) -> None:
+    """Tables of finished results (no model runs)."""
+    from ragkit.report import breakdown, display_table, load_results, load_scores
+
+    results = load_results(file)
+    if results.empty:
+        _fail(RuntimeError(f"no finished configurations found for {file}"))
+    print_frame(display_table(results), title="results (95% intervals)")
+    if by:
+        try:
+            print_frame(
+                breakdown(load_scores(file), by, metric).round(3), title=f"{metric} by {', '.join(by)}"
+            )
+        except KeyError as exc:
+            _fail(exc)
+
+
+@app.command()
+def datasets() -> None:
+    """Datasets ragkit can load here: catalog entries, availability and size."""
+    from ragkit.config import CATALOG_FOLDERS, build_component, catalog_names, expand_component, find_catalog
+
+    rows = []
+    for name in catalog_names("dataset"):
+        path = find_catalog("dataset", name)
+        try:
+            resolved = expand_component("dataset", name, path, "dataset")[0]
+            info = build_component("dataset", resolved).describe()
+        except Exception as exc:  # a broken entry must not hide the others
+            info = {"type": "?", "available": False, "questions": None, "note": str(exc)}
+        rows.append(
+            {
+                "name": name,
+                "type": info.get("type", ""),
+                "available": "yes" if info.get("available") else "no",
+                "questions": info.get("questions") if info.get("questions") is not None else "-",
+                "note": info.get("note", ""),
+            }
+        )
+    import pandas as pd
+
+    print_frame(pd.DataFrame(rows), title=f"datasets (catalog folder: {CATALOG_FOLDERS['dataset']}/)")
+
+
+@app.command()
+def ui(
+    file: Annotated[Path | None, typer.Argument(help="experiment YAML (uses its tracking_uri)")] = None,
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+) -> None:
+    """Start the MLflow UI on loopback for the experiment's tracking store."""
+    from ragkit.tracking import resolve_tracking_uri
+
+    configured = _load(file, None).spec.tracking_uri if file else None
+    uri = resolve_tracking_uri(configured)
+    if uri.startswith(("http://", "https://")):
+        console.print(f"the tracking store is a server: open {uri} in a browser")
+        return
+    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
+    raise typer.Exit(subprocess.call([*command, "--port", str(port)]))
+
+
+def _register_plugins() -> None:
+    """Every module in ragkit/commands/ adds its own commands (train-pruner, suggest, ...)."""
+    try:
+        package = importlib.import_module("ragkit.commands")
+    except ModuleNotFoundError:
+        return
+    for info in pkgutil.iter_modules(package.__path__, "ragkit.commands."):
+        module = importlib.import_module(info.name)
+        if hasattr(module, "register"):
+            module.register(app)
+
+
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+_register_plugins()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,158 @@
+"""Result tables: one row per configuration, per-question rows, breakdowns by a field.
+
+``load_results`` / ``load_scores`` read either an experiment's run folders (from its YAML) or an
+MLflow parent run, so analyses (``ragkit report``, ``ragkit suggest``) work on finished runs
+without re-running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ragkit.config import flatten, load_experiment
+
+TABLE_METRICS = [
+    ("contains_answer", "acc (contains)"),
+    ("f1", "F1"),
+    ("em", "EM"),
+    ("effective_context_tokens", "eff. ctx tokens"),
+    ("seconds_per_question", "s/question"),
+]
+
+
+def results_frame(results: Sequence[Any]) -> pd.DataFrame:
+    """Rows from runner ConfigResults."""
+    rows = []
+    for r in results:
+        row = {"config_name": r.configuration.name, "config_hash": r.configuration.hash, "run_id": r.run_id}
+        row.update(flatten(r.configuration.resolved))
+        row.update(r.summary)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
+    experiment = load_experiment(path)
+    base = Path(experiment.spec.output_dir) / experiment.name
+    rows, dirs = [], []
+    for c in experiment.configurations:
+        summary_file = base / c.hash / "summary.json"
+        if not summary_file.exists():
+            continue
+        row = {"config_name": c.name, "config_hash": c.hash, "run_id": None}
+        row.update(flatten(c.resolved))
+        summary = json.loads(summary_file.read_text())
+        row.update({k: v for k, v in summary.items() if k not in ("name", "config_hash")})
+        rows.append(row)
+        dirs.append(base / c.hash)
+    return pd.DataFrame(rows), dirs
+
+
+def _from_mlflow(parent_run_id: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    import mlflow
+
+    from ragkit.tracking import resolve_tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        max_results=5000,
+    )
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {
+            "config_name": run.data.tags.get("ragkit.config_name", run.info.run_name),
+            "config_hash": run.data.tags.get("ragkit.config_hash"),
+            "run_id": run.info.run_id,
+        }
+        row.update({k: _number(v) for k, v in run.data.params.items()})
+        row.update(run.data.metrics)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _number(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            continue
+    return {"None": None, "True": True, "False": False}.get(value, value)
+
+
+def load_results(source: str | os.PathLike[str], tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per finished configuration: dotted params, metrics, config_hash, config_name, run_id.
+    ``source`` is an experiment YAML or an MLflow parent run id."""
+    if str(source).endswith((".yaml", ".yml")) or Path(source).is_file():
+        return _from_yaml(source)[0]
+    return _from_mlflow(str(source), tracking_uri)
+
+
+def load_scores(source: str | os.PathLike[str], tracking_uri: str | None = None) -> pd.DataFrame:
+    """Per-question rows of every finished configuration (with ``config_hash``)."""
+    if str(source).endswith((".yaml", ".yml")) or Path(source).is_file():
+        _, dirs = _from_yaml(source)
+        frames = [pd.read_parquet(d / "scores.parquet") for d in dirs if (d / "scores.parquet").exists()]
+    else:
+        import tempfile
+
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        frames = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for run_id in _from_mlflow(str(source), tracking_uri)["run_id"]:
+                local = client.download_artifacts(run_id, "scores.parquet", tmp)
+                frames.append(pd.read_parquet(local))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def format_interval(row: pd.Series, metric: str) -> str:
+    value = row.get(metric)
+    if value is None or pd.isna(value):
+        return "-"
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    if low is None or pd.isna(low):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def display_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The table ``ragkit run`` ends with: configuration, accuracy and F1 with 95% intervals,
+    mean effective context tokens, seconds per question."""
+    rows = []
+    for _, row in results.iterrows():
+        rows.append(
+            {
+                "configuration": row["config_name"],
+                "acc (contains) [95% CI]": format_interval(row, "contains_answer"),
+                "F1 [95% CI]": format_interval(row, "f1"),
+                "EM": f"{row.get('em', float('nan')):.3f}",
+                "eff. ctx tokens": f"{row.get('effective_context_tokens', float('nan')):.0f}",
+                "s/question": f"{row.get('seconds_per_question', float('nan')):.2f}",
+                "n": int(row.get("n_questions", 0) or 0),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def breakdown(scores: pd.DataFrame, by: Sequence[str], metric: str = "contains_answer") -> pd.DataFrame:
+    """Mean ``metric`` per configuration and per value of the ``by`` columns (with counts)."""
+    columns = []
+    for name in by:
+        for candidate in (name, f"meta_{name}"):
+            if candidate in scores.columns:
+                columns.append(candidate)
+                break
+        else:
+            raise KeyError(f"no column {name!r} (or meta_{name}) in the per-question scores")
+    grouped = scores.groupby(["config_name", *columns], dropna=False)[metric]
+    return grouped.agg(["mean", "count"]).reset_index().rename(columns={"mean": metric, "count": "n"})

@@ -1,0 +1,290 @@
+"""Executes an experiment: validate, load data, run every configuration with caches, resume.
+
+Order of work, so that mistakes cost nothing:
+1. the YAML is validated and expanded (``ragkit.config``), the tracking store is checked;
+2. every dataset loads and every component is constructed (weights stay unloaded) — a missing
+   file or bad parameter stops here, before any model loads;
+3. configurations run one after another; each appends finished predictions to
+   ``runs/<experiment>/<config_hash>/predictions.jsonl`` batch by batch (flushed and fsynced), so a
+   killed run resumes at the first unanswered question and loses at most one batch;
+4. a finished configuration is scored, written (``scores.parquet``, ``summary.json``) and logged
+   as an MLflow child run; a configuration already logged for the same questions is not logged
+   twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from ragkit.cache import Cache, get_cache
+from ragkit.cached import CachedGenerator, CachedRetriever
+from ragkit.config import ConfigError, Configuration, Experiment, build_component, flatten
+from ragkit.retrievers.base import Retriever
+from ragkit.tracking import Tracker, check_reachable, questions_hash, resolve_tracking_uri
+from ragkit.types import Prediction, stable_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConfigResult:
+    configuration: Configuration
+    run_dir: Path
+    summary: dict[str, float]
+    scores: pd.DataFrame
+    generated: int = 0  # questions answered in this invocation (0: everything came from disk)
+    run_id: str | None = None
+
+
+@dataclass
+class Prepared:
+    """An experiment with its data loaded and components built (weights not loaded yet)."""
+
+    experiment: Experiment
+    datasets: dict[str, Any]  # dataset hash -> LoadedDataset (limited)
+    strategies: list[Any]
+    generators: dict[str, Any]  # generator hash -> CachedGenerator
+    cache: Cache
+    judge: Any = None
+    retrievers: list[CachedRetriever] = field(default_factory=list)
+
+
+def prepare(experiment: Experiment, *, limit: int | None = None, cache: Cache | None = None) -> Prepared:
+    """Load data and construct every component; errors name the file and field."""
+    file = experiment.file
+    cache = cache or get_cache(experiment.spec.cache_dir)
+    limit = limit or experiment.spec.limit
+    datasets: dict[str, Any] = {}
+    for c in experiment.configurations:
+        key = stable_hash(c.resolved["dataset"])
+        if key in datasets:
+            continue
+        try:
+            loaded = build_component("dataset", c.resolved["dataset"]).load()
+        except ConfigError:
+            raise
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            raise ConfigError(file, "dataset", f"cannot load dataset: {exc}") from exc
+        if not loaded.examples:
+            raise ConfigError(
+                file, "dataset", "the dataset selection has no questions (check filters and sample)"
+            )
+        if limit is not None:
+            loaded.examples = loaded.examples[:limit]
+        datasets[key] = loaded
+    generators: dict[str, Any] = {}
+    strategies = []
+    for index, c in enumerate(experiment.configurations):
+        gkey = stable_hash(c.resolved["generator"])
+        try:
+            if gkey not in generators:
+                generators[gkey] = CachedGenerator(
+                    build_component("generator", c.resolved["generator"]), cache
+                )
+            strategies.append(build_component("strategy", c.resolved["strategy"]))
+        except (TypeError, ValueError, ImportError) as exc:
+            raise ConfigError(file, f"arms[{c.arm}]", f"configuration {index} ({c.name}): {exc}") from exc
+    judge = None
+    if experiment.configurations[0].resolved["evaluation"].get("judge"):
+        judge = CachedGenerator(
+            build_component("generator", experiment.configurations[0].resolved["evaluation"]["judge"]), cache
+        )
+    prepared = Prepared(experiment, datasets, strategies, generators, cache, judge)
+    _share_retrieval(prepared)
+    return prepared
+
+
+def _share_retrieval(prepared: Prepared) -> None:
+    """Wrap every retriever in a cache that retrieves once at the deepest k asked of it."""
+    depth: dict[str, int] = {}
+    for strategy in prepared.strategies:
+        for name, value in vars(strategy).items():
+            if isinstance(value, Retriever) and not name.endswith("_"):
+                key = stable_hash(value.spec())
+                wanted = (
+                    strategy.retrieval_depth()
+                    if hasattr(strategy, "retrieval_depth")
+                    else getattr(strategy, "k", 0)
+                )
+                depth[key] = max(depth.get(key, 0), int(wanted or 0))
+    for strategy in prepared.strategies:
+        for name, value in list(vars(strategy).items()):
+            if (
+                isinstance(value, Retriever)
+                and not isinstance(value, CachedRetriever)
+                and not name.endswith("_")
+            ):
+                wrapped = CachedRetriever(value, prepared.cache, depth[stable_hash(value.spec())])
+                setattr(strategy, name, wrapped)
+                prepared.retrievers.append(wrapped)
+
+
+# -- predictions on disk --------------------------------------------------------------------------
+def read_predictions(path: Path) -> dict[str, Prediction]:
+    """Finished predictions; a line cut by a kill is skipped (that question is redone)."""
+    done: dict[str, Prediction] = {}
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                prediction = Prediction.from_dict(json.loads(line))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                log.warning(
+                    "%s:%d: unreadable prediction (interrupted write?); it will be recomputed", path, number
+                )
+                continue
+            done[prediction.example_id] = prediction
+    return done
+
+
+def append_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        for p in predictions:
+            handle.write(json.dumps(p.to_dict(), ensure_ascii=False, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f"tmp_{path.name}")
+    writer(tmp)
+    os.replace(tmp, path)
+
+
+# -- running -----------------------------------------------------------------------------------------
+ProgressHook = Callable[[str, int, int], None]  # (configuration name, done, total)
+
+
+def run_configuration(
+    prepared: Prepared,
+    index: int,
+    *,
+    output_dir: Path,
+    progress: ProgressHook | None = None,
+) -> ConfigResult:
+    from ragkit.metrics import score, summarize
+
+    experiment = prepared.experiment
+    configuration = experiment.configurations[index]
+    strategy = prepared.strategies[index]
+    dataset = prepared.datasets[stable_hash(configuration.resolved["dataset"])]
+    generator = prepared.generators[stable_hash(configuration.resolved["generator"])]
+    run_dir = output_dir / configuration.hash
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "config.yaml"
+    if not config_file.exists():
+        document = {"name": configuration.name, "config_hash": configuration.hash, **configuration.resolved}
+        _write_atomic(config_file, lambda p: p.write_text(yaml.safe_dump(document, sort_keys=False)))
+    predictions_path = run_dir / "predictions.jsonl"
+    done = read_predictions(predictions_path)
+    examples = dataset.examples
+    todo = [e for e in examples if e.id not in done]
+    batch = max(1, experiment.spec.batch_size)
+    generated = 0
+    if progress:
+        progress(configuration.name, len(examples) - len(todo), len(examples))
+    for start in range(0, len(todo), batch):
+        chunk = todo[start : start + batch]
+        predictions = strategy.run(chunk, generator, dataset.corpus)
+        if len(predictions) != len(chunk):
+            raise RuntimeError(
+                f"{type(strategy).__name__} returned {len(predictions)} predictions for {len(chunk)}"
+            )
+        append_predictions(predictions_path, predictions)
+        done.update({p.example_id: p for p in predictions})
+        generated += len(chunk)
+        if progress:
+            progress(configuration.name, len(examples) - len(todo) + start + len(chunk), len(examples))
+    ordered = [done[e.id] for e in examples]
+    scores = score(examples, ordered)
+    if prepared.judge is not None:
+        from ragkit.judge import judge as run_judge
+
+        verdicts = run_judge(examples, ordered, prepared.judge, cache=prepared.cache)
+        scores = scores.merge(verdicts, on="example_id", how="left")
+    summary = summarize(scores)
+    scores.insert(0, "answer", [p.answer for p in ordered])
+    scores.insert(0, "question", [e.question for e in examples])
+    scores.insert(2, "references", [" | ".join(e.answers) for e in examples])
+    scores["config_hash"] = configuration.hash
+    scores["config_name"] = configuration.name
+    _write_atomic(run_dir / "scores.parquet", lambda p: scores.to_parquet(p, index=False))
+    summary_doc = {"name": configuration.name, "config_hash": configuration.hash, **summary}
+    _write_atomic(run_dir / "summary.json", lambda p: p.write_text(json.dumps(summary_doc, indent=2)))
+    return ConfigResult(configuration, run_dir, summary, scores, generated)
+
+
+def run_experiment(
+    experiment: Experiment,
+    *,
+    limit: int | None = None,
+    progress: ProgressHook | None = None,
+    only: Sequence[int] | None = None,
+) -> list[ConfigResult]:
+    """Run (or resume) every configuration and log them to MLflow. Returns results in order."""
+    uri = resolve_tracking_uri(experiment.spec.tracking_uri)
+    check_reachable(uri)  # fail fast, before any data or model loads
+    prepared = prepare(experiment, limit=limit)
+    tracker = Tracker(uri, experiment.name, experiment.hash)
+    logged = tracker.logged_children()
+    output_dir = Path(experiment.spec.output_dir) / experiment.name
+    results = []
+    started = time.perf_counter()
+    indices = list(only) if only is not None else range(len(experiment.configurations))
+    try:
+        for index in indices:
+            result = run_configuration(prepared, index, output_dir=output_dir, progress=progress)
+            dataset = prepared.datasets[stable_hash(result.configuration.resolved["dataset"])]
+            qhash = questions_hash(e.id for e in dataset.examples)
+            key = f"{result.configuration.hash}:{qhash}"
+            if key in logged:
+                result.run_id = logged[key]
+            else:
+                result.run_id = tracker.log_configuration(
+                    name=result.configuration.name,
+                    config_hash=result.configuration.hash,
+                    questions_hash=qhash,
+                    params=flatten(result.configuration.resolved),
+                    metrics=result.summary,
+                    tags={
+                        "ragkit.dataset_revision": dataset.revision,
+                        "ragkit.seed": str(experiment.spec.seed),
+                    },
+                    artifacts=[
+                        result.run_dir / "config.yaml",
+                        result.run_dir / "scores.parquet",
+                        result.run_dir / "summary.json",
+                        result.run_dir / "predictions.jsonl",
+                    ],
+                )
+            results.append(result)
+    except BaseException:
+        tracker.finish("KILLED")
+        raise
+    from ragkit.report import results_frame
+
+    table = results_frame(results)
+    tracker.log_parent(
+        params={"n_configurations": len(experiment.configurations), "experiment_file": str(experiment.file)},
+        artifacts=[],
+        texts={
+            "experiment.yaml": yaml.safe_dump(experiment.raw, sort_keys=False),
+            "results.csv": table.to_csv(index=False),
+            "wall_seconds.txt": f"{time.perf_counter() - started:.1f}\n",
+        },
+    )
+    tracker.finish()
+    return results

@@ -1,0 +1,202 @@
+"""MLflow tracking: one parent run per experiment, one nested child run per configuration.
+
+We use :class:`mlflow.MlflowClient` with explicit run ids rather than the fluent ``start_run``
+API: the runner resumes experiments, logs children out of order and must never leave a global
+active run behind. Params, metrics and tags go in one ``log_batch`` call per run (one call per
+value costs ~8x more time with the SQLite store).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ragkit.types import stable_hash
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+PARAM_LIMIT = 500  # MLflow caps param values; long values (scripts, lists) are cut and marked
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+def resolve_tracking_uri(configured: str | None = None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, naming the URI, when a tracking server does not answer."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+                if response.status >= 400:
+                    raise TrackingError(f"MLflow tracking server {uri} answered HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as exc:
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({exc}); start it (mlflow server) or"
+                " set tracking_uri / MLFLOW_TRACKING_URI"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.parent.exists():
+            raise TrackingError(f"MLflow store {uri}: folder {path.parent} does not exist")
+
+
+def environment_tags() -> dict[str, str]:
+    """Versions, git commit and date: every result records where it came from."""
+    tags = {
+        "ragkit.date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "ragkit.python": platform.python_version(),
+        "ragkit.host": platform.node(),
+    }
+    for package in (
+        "ragkit",
+        "torch",
+        "transformers",
+        "sentence-transformers",
+        "faiss-cpu",
+        "bm25s",
+        "mlflow",
+    ):
+        try:
+            tags[f"ragkit.version.{package}"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    commit = git_commit()
+    if commit:
+        tags["ragkit.git_commit"] = commit
+    return tags
+
+
+def git_commit(path: str | os.PathLike[str] = ".") -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True
+    ).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _param(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= PARAM_LIMIT else text[: PARAM_LIMIT - 20] + f"...[{len(text)} chars]"
+
+
+class Tracker:
+    """Parent/child run bookkeeping for one experiment."""
+
+    def __init__(self, uri: str, experiment_name: str, experiment_hash: str) -> None:
+        import mlflow
+
+        self.uri = uri
+        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        self.experiment_hash = experiment_hash
+        existing = self.client.get_experiment_by_name(experiment_name)
+        self.experiment_id = (
+            existing.experiment_id if existing else self.client.create_experiment(experiment_name)
+        )
+        self.parent_id = self._parent(experiment_name)
+
+    def _parent(self, name: str) -> str:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`ragkit.experiment_hash` = '{self.experiment_hash}' and tags.`ragkit.role` = 'parent'"
+            ),
+            max_results=1,
+        )
+        if runs:
+            return runs[0].info.run_id
+        tags = {"ragkit.experiment_hash": self.experiment_hash, "ragkit.role": "parent", **environment_tags()}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        return run.info.run_id
+
+    def logged_children(self) -> dict[str, str]:
+        """(config_hash:questions_hash) -> run id of finished child runs."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{self.parent_id}' and attributes.status = 'FINISHED'"
+            ),
+            max_results=5000,
+        )
+        return {r.data.tags.get("ragkit.child_key", ""): r.info.run_id for r in runs}
+
+    def log_configuration(
+        self,
+        *,
+        name: str,
+        config_hash: str,
+        questions_hash: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        artifacts: Iterable[Path],
+    ) -> str:
+        from mlflow.entities import Metric, Param, RunTag
+
+        child_key = f"{config_hash}:{questions_hash}"
+        all_tags = {
+            "mlflow.parentRunId": self.parent_id,
+            "ragkit.role": "configuration",
+            "ragkit.config_hash": config_hash,
+            "ragkit.config_name": name,
+            "ragkit.questions_hash": questions_hash,
+            "ragkit.child_key": child_key,
+            **environment_tags(),
+            **tags,
+        }
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={"mlflow.parentRunId": self.parent_id}
+        )
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and v == v],
+            params=[Param(k, _param(v)) for k, v in params.items()],
+            tags=[RunTag(k, _param(v)) for k, v in all_tags.items()],
+        )
+        for path in artifacts:
+            self.client.log_artifact(run.info.run_id, str(path))
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    def log_parent(self, *, params: dict[str, Any], artifacts: Iterable[Path], texts: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        current = self.client.get_run(self.parent_id).data.params
+        fresh = [Param(k, _param(v)) for k, v in params.items() if k not in current]
+        if fresh:
+            self.client.log_batch(self.parent_id, params=fresh)
+        for path in artifacts:
+            self.client.log_artifact(self.parent_id, str(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            for filename, text in texts.items():
+                target = Path(tmp) / filename
+                target.write_text(text, encoding="utf-8")
+                self.client.log_artifact(self.parent_id, str(target))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status)
+
+
+def questions_hash(example_ids: Iterable[str]) -> str:
+    return stable_hash(sorted(example_ids))
