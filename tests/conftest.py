@@ -1,0 +1,59 @@
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Six questions over tiny per-question document sets. The scripted generator answers correctly for
+# the first four (by a pattern in the question) and wrongly otherwise, so expected scores are known.
+QUESTIONS = [
+    ("q1", "Which city is the capital of France?", ["Paris"], "France", "The capital of France is Paris."),
+    ("q2", "Who wrote the novel Dracula?", ["Bram Stoker"], "Dracula", "Dracula was written by Bram Stoker."),
+    ("q3", "What colour is the sky on a clear day?", ["blue"], "Sky", "On a clear day the sky is blue."),
+    ("q4", "How many legs does a spider have?", ["eight", "8"], "Spider", "A spider has eight legs."),
+    ("q5", "Which river flows through Cairo?", ["Nile"], "Cairo", "The Nile flows through Cairo."),
+    ("q6", "What is the largest planet?", ["Jupiter"], "Planets", "Jupiter is the largest planet."),
+]
+FILLER = [
+    ("Bread", "Bread is made from flour, water and yeast. It is baked in an oven."),
+    ("Chess", "Chess is a board game for two players on a checkered board of 64 squares."),
+]
+
+SCRIPT = {"France": "Paris", "Dracula": "Bram Stoker", "sky": "It is blue.", "spider": "eight legs"}
+
+
+@pytest.fixture
+def qa_jsonl(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    with open(path, "w") as handle:
+        for qid, question, answers, title, evidence in QUESTIONS:
+            documents = [{"id": t, "title": t, "text": text} for t, text in FILLER]
+            documents.insert(1, {"id": title, "title": title, "text": evidence + " More words follow here."})
+            record = {
+                "id": qid,
+                "question": question,
+                "answers": answers,
+                "documents": documents,
+                "evidence": [{"doc_id": title, "text": evidence}],
+            }
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+@pytest.fixture
+def experiment_dict(qa_jsonl, tmp_path):
+    """A small experiment: RAG with BM25 at k in {1, 2} and full context, scripted generator."""
+    return {
+        "name": "test-exp",
+        "dataset": {"type": "jsonl", "path": str(qa_jsonl)},
+        "generator": {"type": "scripted", "script": SCRIPT, "default": "no idea", "context_window": 512},
+        "arms": [
+            {"strategy": "rag", "retriever": {"type": "bm25"}, "k": [1, 2]},
+            {"strategy": "full_context"},
+        ],
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "output_dir": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+        "batch_size": 2,
+    }

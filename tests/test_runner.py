@@ -1,0 +1,128 @@
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from ragkit.config import load_experiment
+from ragkit.runner import prepare, read_predictions, run_configuration, run_experiment
+from ragkit.strategies.rag import RAG
+
+
+def run(experiment_dict, **kwargs):
+    return run_experiment(load_experiment(experiment_dict), **kwargs)
+
+
+def test_end_to_end_scores_and_files(experiment_dict):
+    results = run(experiment_dict)
+    assert [r.configuration.name for r in results] == ["rag k=1", "rag k=2", "full_context"]
+    for r in results:
+        # the script answers q1-q4 right and q5-q6 wrong, whatever the context
+        assert r.summary["contains_answer"] == pytest.approx(4 / 6)
+        assert r.summary["n_questions"] == 6
+        assert (r.run_dir / "scores.parquet").exists() and (r.run_dir / "summary.json").exists()
+        assert r.generated == 6
+    scores = results[0].scores.set_index("example_id")
+    assert scores.loc["q3", "em"] == 1.0  # "It is blue." -> "blue"
+    assert scores.loc["q4", "f1"] == pytest.approx(2 / 3)  # "eight legs" vs "eight"
+    # more context costs more: mean effective context grows with k, full context is the largest
+    tokens = [r.summary["effective_context_tokens"] for r in results]
+    assert tokens[0] < tokens[1] < tokens[2]
+
+
+def test_effective_context_equals_prompt_tokens(experiment_dict):
+    results = run(experiment_dict)
+    predictions = read_predictions(results[1].run_dir / "predictions.jsonl")
+    experiment = load_experiment(experiment_dict)
+    prepared = prepare(experiment)
+    generator = next(iter(prepared.generators.values()))
+    strategy = prepared.strategies[1]
+    dataset = next(iter(prepared.datasets.values()))
+    estimates = strategy.estimate(dataset.examples, generator, dataset.corpus)
+    for example, estimate in zip(dataset.examples, estimates, strict=True):
+        cost = predictions[example.id].cost
+        assert cost.input_tokens == estimate.input_tokens  # estimate is exact for one-call strategies
+        assert cost.calls == 1
+        assert len(predictions[example.id].provenance["context_ids"]) == 2
+
+
+def test_k_sweep_retrieves_once_per_question(experiment_dict):
+    experiment = load_experiment(experiment_dict)
+    prepared = prepare(experiment)
+    out = Path(experiment_dict["output_dir"])
+    for index in (0, 1):
+        run_configuration(prepared, index, output_dir=out)
+    calls = sum(r.calls_ for r in prepared.retrievers)
+    assert calls == 6  # k=1 and k=2 share one retrieval at depth 2 per question
+
+
+def test_resume_after_kill_redoes_nothing(experiment_dict, monkeypatch):
+    original = RAG.run
+    calls = {"n": 0}
+
+    def dying_run(self, examples, generator, corpus=None):
+        calls["n"] += 1
+        if calls["n"] == 2:  # killed during the second batch of the first configuration
+            raise KeyboardInterrupt
+        return original(self, examples, generator, corpus)
+
+    monkeypatch.setattr(RAG, "run", dying_run)
+    with pytest.raises(KeyboardInterrupt):
+        run(experiment_dict)
+    run_dir = next(Path(experiment_dict["output_dir"], "test-exp").iterdir())
+    assert len(read_predictions(run_dir / "predictions.jsonl")) == 2  # the first batch survived
+    with open(run_dir / "predictions.jsonl", "a") as handle:
+        handle.write('{"example_id": "q3", "answ')  # a write cut by the kill
+    monkeypatch.setattr(RAG, "run", original)
+    results = run(experiment_dict)
+    assert results[0].generated == 4  # only the unanswered questions (the cut line is redone)
+    assert results[0].summary["n_questions"] == 6
+    again = run(experiment_dict)
+    assert [r.generated for r in again] == [0, 0, 0]  # a finished sweep generates nothing
+
+
+def test_generation_cache_survives_a_deleted_run_folder(experiment_dict):
+    first = run(experiment_dict)
+    for r in first:
+        (r.run_dir / "predictions.jsonl").unlink()
+    experiment = load_experiment(experiment_dict)
+    prepared = prepare(experiment)
+    out = Path(experiment_dict["output_dir"]) / "test-exp"
+    for index in range(3):
+        run_configuration(prepared, index, output_dir=out)
+    assert sum(g.generated_ for g in prepared.generators.values()) == 0  # all answers from the cache
+
+
+def test_mlflow_layout(experiment_dict):
+    results = run(experiment_dict)
+    run(experiment_dict)  # a re-run must not duplicate child runs
+    mlflow.set_tracking_uri(experiment_dict["tracking_uri"])
+    runs = mlflow.search_runs(experiment_names=["test-exp"])
+    parents = runs[runs["tags.ragkit.role"] == "parent"]
+    children = runs[runs["tags.ragkit.role"] == "configuration"]
+    assert len(parents) == 1 and len(children) == 3
+    parent_id = parents["run_id"].iloc[0]
+    assert set(children["tags.mlflow.parentRunId"]) == {parent_id}
+    assert set(children["params.strategy.type"]) == {"rag", "full_context"}
+    assert set(children["params.strategy.k"].dropna()) == {"1", "2"}
+    assert set(children["params.strategy.retriever.type"].dropna()) == {"bm25"}
+    assert children["metrics.contains_answer"].tolist() == pytest.approx([4 / 6] * 3)
+    assert (children["metrics.contains_answer_ci_low"] < children["metrics.contains_answer"]).all()
+    assert children["metrics.effective_context_tokens"].gt(0).all()
+    assert set(children["tags.ragkit.config_hash"]) == {r.configuration.hash for r in results}
+    client = mlflow.MlflowClient(experiment_dict["tracking_uri"])
+    child_id = children["run_id"].iloc[0]
+    artifacts = {a.path for a in client.list_artifacts(child_id)}
+    assert {"scores.parquet", "config.yaml", "predictions.jsonl"} <= artifacts
+    local = client.download_artifacts(child_id, "scores.parquet")
+    assert len(pd.read_parquet(local)) == 6
+    parent_artifacts = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"experiment.yaml", "results.csv"} <= parent_artifacts
+
+
+def test_limit_runs_a_prefix(experiment_dict):
+    results = run(experiment_dict, limit=3)
+    assert all(r.summary["n_questions"] == 3 for r in results)
+    summary = json.loads((results[0].run_dir / "summary.json").read_text())
+    assert summary["n_questions"] == 3
