@@ -1,0 +1,181 @@
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ragkit.allocation import DEFAULT_DIMS, Dim, empirical_logit, fit, log_theta, parse_budget, sigmoid
+from ragkit.suggestion import fit_results, informativeness, regret_table, suggest
+
+A = np.array([0.45, 0.20, 0.30])
+B = np.array([1.5, -0.8, 0.0])
+C = -2.0
+GRID = np.array(list(itertools.product([0, 1, 2, 4, 8], [0, 1, 2, 4], [1, 2, 3])), dtype=float)
+INFO = {
+    "easy": np.array([0.30, 0.05, 0.0]),
+    "hard": np.array([0.05, 0.20, 0.0]),
+    "mid": np.array([0.1, 0.1, 0]),
+}
+
+
+def truth(theta, info):
+    return sigmoid((np.log(theta + 1.0) * (A + B * info)).sum(axis=1) + C)
+
+
+def test_recovers_known_coefficients_exactly_from_noise_free_data():
+    theta = np.vstack([GRID] * 3)
+    info = np.vstack([np.tile(INFO[name], (len(GRID), 1)) for name in ("easy", "hard", "mid")])
+    model = fit(theta, truth(theta, info), info)
+    np.testing.assert_allclose(model.a, A, atol=1e-8)
+    np.testing.assert_allclose(model.b[:2], B[:2], atol=1e-8)
+    assert list(model.b_identified) == [True, True, False]  # i_iter is 0 everywhere: b_n unidentifiable
+    assert model.c == pytest.approx(C, abs=1e-8)
+    assert model.metrics["r2_logit"] == pytest.approx(1.0) and model.metrics["mse"] < 1e-15
+
+
+def test_recovers_coefficients_from_binomial_scores():
+    rng = np.random.default_rng(0)
+    theta = np.vstack([GRID] * 3)
+    info = np.vstack([np.tile(INFO[name], (len(GRID), 1)) for name in ("easy", "hard", "mid")])
+    n = 4000
+    scores = rng.binomial(n, truth(theta, info)) / n
+    model = fit(theta, scores, info, n_questions=n)
+    np.testing.assert_allclose(model.a, A, atol=0.06)
+    np.testing.assert_allclose(model.b[:2], B[:2], atol=0.35)
+    assert model.c == pytest.approx(C, abs=0.08)
+    assert model.metrics["r2"] > 0.95
+
+
+def test_single_dataset_fits_the_combined_slope():
+    info = INFO["easy"]
+    model = fit(GRID, truth(GRID, info), info)
+    np.testing.assert_allclose(model.slopes(), A + B * info, atol=1e-8)  # a absorbs b * i
+    assert not model.b_identified.any()
+    np.testing.assert_allclose(model.predict(GRID, info), truth(GRID, info), atol=1e-10)
+
+
+def test_zero_and_one_scores_stay_finite():
+    logits = empirical_logit([0.0, 1.0, 0.5], n_questions=50)
+    assert np.all(np.isfinite(logits))
+    assert logits[0] == pytest.approx(np.log(0.5 / 50.5)) and logits[2] == pytest.approx(0.0)
+    assert np.all(np.isfinite(empirical_logit([0.0, 1.0])))  # no N: clipped
+    model = fit(GRID[:10], np.r_[np.zeros(5), np.ones(5)], n_questions=30)
+    assert np.all(np.isfinite(model.a)) and np.isfinite(model.c)
+
+
+def test_zero_theta_needs_an_offset():
+    assert log_theta([[0, 0, 1]], DEFAULT_DIMS)[0, 0] == 0.0  # k = 0 contributes nothing
+    dims = (Dim("k", "strategy.k", offset=0.0),)
+    with pytest.raises(ValueError, match="offset"):
+        log_theta([[0]], dims)
+
+
+def test_extra_dimension_from_config():
+    dims = (*DEFAULT_DIMS, Dim("keep", "strategy.pruner.keep_ratio", default=1.0, offset=0.0))
+    theta = np.array([[k, m, 1, r] for k in (1, 2, 4, 8) for m in (0, 1) for r in (0.25, 0.5, 1.0)], float)
+    coef = np.array([0.4, 0.1, 0.0, 0.3])
+    scores = sigmoid(log_theta(theta, dims) @ coef - 1.0)
+    model = fit(theta, scores, dims=dims)
+    np.testing.assert_allclose(model.a, coef, atol=1e-8)
+    assert list(model.a_identified) == [True, True, False, True]  # n never varies: left out, not split
+
+
+@pytest.mark.parametrize("text, value", [("16k", 16000), ("1M", 1_000_000), ("2500", 2500), (" 1.5k ", 1500)])
+def test_parse_budget(text, value):
+    assert parse_budget(text) == value
+
+
+def test_parse_budget_rejects_garbage():
+    with pytest.raises(ValueError, match="16k"):
+        parse_budget("lots")
+
+
+# -- result frames ---------------------------------------------------------------------------
+def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa"):
+    """Results as load_results gives them, scored exactly by the model (plus RAG and full context)."""
+    rows = []
+    for k, m, n in itertools.product([0, 1, 2, 4, 8], [0, 1, 2], [1, 2]):
+        strategy = "rag" if (m == 0 and n == 1) else ("drag" if n == 1 else "iterdrag")
+        theta = np.array([[k, m, n]], float)
+        rows.append(
+            {
+                "config_name": f"{strategy} k={k} m={m} n={n}",
+                "strategy.type": strategy,
+                "strategy.k": k,
+                "strategy.m": m if strategy != "rag" else None,
+                "strategy.n": n if strategy == "iterdrag" else None,
+                "generator.model": "smollm2",
+                "dataset.name": dataset,
+                "effective_context_tokens": 50 + n * (m + 1) * (k * tokens_per_doc + 20),
+                "contains_answer": float(truth(theta, info)[0]),
+                "n_questions": 10_000,
+            }
+        )
+    rows.append(
+        {
+            "config_name": "full_context",
+            "strategy.type": "full_context",
+            "generator.model": "smollm2",
+            "dataset.name": dataset,
+            "effective_context_tokens": 1500,
+            "contains_answer": 0.2,
+            "n_questions": 10_000,
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+def test_informativeness_from_zero_one_shot_and_one_document_runs():
+    results = frame()
+    base = truth(np.array([[0, 0, 1.0]]), INFO["easy"])[0]
+    i = informativeness(results, "contains_answer")
+    assert i[0] == pytest.approx(truth(np.array([[1, 0, 1.0]]), INFO["easy"])[0] - base)
+    assert i[1] == pytest.approx(truth(np.array([[0, 1, 1.0]]), INFO["easy"])[0] - base)
+    assert i[2] == 0.0
+
+
+def test_fit_results_reads_rag_as_m0_n1_and_fits_per_dataset():
+    results = pd.concat([frame(), frame(INFO["hard"], dataset="other")], ignore_index=True)
+    fits = fit_results(results, "contains_answer")
+    assert len(fits) == 2
+    for gf in fits.values():
+        assert gf.model.metrics["r2_logit"] > 0.999  # exact data, slope = a + b*i per dataset
+    pooled = fit_results(results, "contains_answer", by="generator")
+    [gf] = pooled.values()
+    assert gf.model.b_identified[:2].all()
+
+
+def test_suggestion_respects_budgets_and_ranks_by_prediction():
+    results = frame()
+    table = suggest(results, [500, 2000, 8000], "contains_answer", top=50)
+    assert set(table["budget"]) == {500, 2000, 8000}
+    assert (table["tokens"] <= table["budget"]).all()
+    for _, part in table.groupby("budget"):
+        assert list(part["rank"]) == list(range(1, len(part) + 1))
+        assert part["score"].is_monotonic_decreasing
+    small = table[table["budget"] == 500]
+    assert "full_context" not in set(small["configuration"])  # 1500 tokens do not fit 500
+    assert "full_context" in set(table[table["budget"] == 2000]["configuration"])
+    modelled = table[table["basis"] == "model"]
+    np.testing.assert_allclose(modelled["predicted"], modelled["measured"], atol=1e-3)
+
+
+def test_untried_combinations_get_estimated_tokens():
+    results = frame()
+    dropped = results[results["config_name"] != "drag k=4 m=1 n=1"]
+    table = suggest(dropped, [100_000], "contains_answer", top=100)
+    row = table[table["configuration"].str.contains("not run")]
+    assert len(row) == 1 and row.iloc[0]["tokens_source"] == "estimated"
+    assert row.iloc[0]["tokens"] == pytest.approx(50 + 2 * (4 * 100 + 20), rel=0.05)
+
+
+def test_regret_is_zero_when_the_model_is_exact_and_baselines_are_reported():
+    results = frame()
+    table = regret_table(results, [500, 2000, 8000], "contains_answer")
+    assert len(table) == 3
+    np.testing.assert_allclose(table["regret"], 0.0, atol=1e-9)
+    later = table[table["budget"] > 500]
+    assert later["lobo_regret"].notna().all() and (later["lobo_regret"] >= 0).all()
+    assert (table["largest_k_regret"] >= -1e-12).all()
+    assert table.loc[table["budget"] == 500, "full_context_regret"].isna().all()  # does not fit
+    assert table.loc[table["budget"] == 2000, "full_context_regret"].notna().all()
