@@ -355,17 +355,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], file: Any) -> dic
 
 
 def _varying_leaves(resolved: list[dict[str, Any]]) -> list[str]:
-    def leaves(d: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(d, dict):
-            out: dict[str, Any] = {}
-            for k, v in d.items():
-                out.update(leaves(v, f"{prefix}.{k}" if prefix else k))
-            return out
-        return {prefix: d}
-
-    flat = [leaves(r) for r in resolved]
+    """Dotted fields whose value differs between configurations; inside a component whose identity
+    (name or type) itself varies, only the identity is reported."""
+    flat = [_flatten(r) for r in resolved]
     keys = list(dict.fromkeys(k for f in flat for k in f))
-    return [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+    varying = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+
+    def identity_varies(key: str) -> bool:
+        parts = key.split(".")
+        for depth in range(1, len(parts)):
+            prefix = ".".join(parts[:depth])
+            for ident in ("name", "type"):
+                if f"{prefix}.{ident}" in varying and key != f"{prefix}.{ident}":
+                    return True
+        return False
+
+    return [
+        k
+        for k in varying
+        if not identity_varies(k) and not (k.endswith(".type") and k[:-5] + ".name" in varying)
+    ]
 
 
 def _short(path: str) -> str:
@@ -414,12 +423,18 @@ def load_experiment(
         for ds, gen, strat in itertools.product(datasets, generators, strategies):
             resolved = {"dataset": ds, "generator": gen, "strategy": strat, "evaluation": evaluation}
             configurations.append(Configuration(resolved=resolved, name=label or strat["type"], arm=index))
-    varying = _varying_leaves([c.resolved for c in configurations])
-    for c in configurations:
-        flat = _flatten(c.resolved)
-        parts = [f"{_short(k)}={flat[k]}" for k in varying if k in flat and not k.endswith(".type")]
-        parts = [p for p in parts if not p.startswith("evaluation")]
-        c.name = " ".join([c.name, *parts]) if parts else c.name
+    shared = [
+        k for k in _varying_leaves([c.resolved for c in configurations]) if not k.startswith("strategy.")
+    ]
+    for index in range(len(spec.arms)):
+        group = [c for c in configurations if c.arm == index]
+        varying = shared + [
+            k for k in _varying_leaves([c.resolved for c in group]) if k.startswith("strategy.")
+        ]
+        for c in group:
+            flat = _flatten(c.resolved)
+            parts = [f"{_short(k)}={flat[k]}" for k in varying if k in flat and k != "strategy.type"]
+            c.name = " ".join([c.name, *parts]) if parts else c.name
     seen: dict[str, int] = {}
     for c in configurations:
         if c.hash in seen:

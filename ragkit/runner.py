@@ -151,6 +151,13 @@ def read_predictions(path: Path) -> dict[str, Prediction]:
 
 
 def append_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb") as handle:  # a kill mid-write leaves a line without its newline:
+            handle.seek(-1, os.SEEK_END)  # end it, so the next record is not glued onto it
+            unterminated = handle.read(1) != b"\n"
+        if unterminated:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("\n")
     with open(path, "a", encoding="utf-8") as handle:
         for p in predictions:
             handle.write(json.dumps(p.to_dict(), ensure_ascii=False, default=str) + "\n")
