@@ -1,0 +1,223 @@
+"""Shared by the transformers and vLLM generators: a model's tokenizer, prompt rendering and size
+facts from its Hugging Face files, without loading its weights.
+
+``model`` is a packaged model name (``smollm2``, see :mod:`ragkit.generators.packaged`), a local
+folder, a local ``.gguf`` file or a hub id (offline runs need it in the local HF cache). A GGUF's
+tokenizer and config take ~10 s to parse, so their converted form is kept under the ragkit cache
+folder (keyed by the file's path, size, mtime and the transformers version).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from ragkit.generators import packaged
+from ragkit.generators.base import GenerationRequest, Generator, Message, ModelInfo
+
+log = logging.getLogger(__name__)
+
+PromptStyle = Literal["auto", "chat", "completion"]
+
+
+class ModelLoadError(OSError):
+    """A model that cannot be found or loaded here."""
+
+
+class HFTokenizer:
+    """The HF tokenizer as the model sees prompts: chat prompts already carry their special tokens
+    (the template adds them), completion prompts get the tokenizer's own (BOS)."""
+
+    def __init__(self, hf: Any, add_special_tokens: bool) -> None:
+        self.hf = hf
+        self.add_special_tokens = add_special_tokens
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf(text, add_special_tokens=self.add_special_tokens)["input_ids"]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=False)
+
+
+def render_completion(messages: Sequence[Message]) -> str:
+    """Plain-text prompt for base models: system text, user text, then an "Answer:" cue (not
+    repeated when the user text already ends with a cue such as ragkit's "Answer (a few words):")."""
+    parts = []
+    for m in messages:
+        parts.append(f"Answer: {m['content']}" if m["role"] == "assistant" else m["content"])
+    text = "\n\n".join(p.strip() for p in parts if p.strip())
+    return text if text.endswith(":") else f"{text}\nAnswer:"
+
+
+class HFPromptGenerator(Generator):
+    """Tokenizer, prompt rendering and model facts from a model's HF files, without its weights.
+    Subclasses set ``model``, ``gguf_file``, ``prompt_style``, ``context_window_`` and ``stop``."""
+
+    model: str
+    gguf_file: str | None
+    prompt_style: PromptStyle
+    context_window_: int | None
+    stop: list[str] | None
+
+    def get_params(self) -> dict[str, Any]:
+        # ``context_window`` reads back as given (None: the model's own), not through the base
+        # class property, so spec() and repr() never need the model's files.
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: self.context_window_ if n == "context_window" else getattr(self, n) for n in names}
+
+    # -- where the files are ------------------------------------------------------------------
+    def _source(self) -> tuple[str, str | None]:
+        """``(folder or hub id, gguf file name or None)``."""
+        if self.model in packaged.PACKAGED and self.gguf_file is None:
+            folder, name = packaged.resolve(self.model)
+            return str(folder), name
+        path = Path(self.model).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            return str(path.parent), path.name
+        return (str(path) if path.exists() else self.model), self.gguf_file
+
+    def model_fingerprint(self) -> str:
+        """What identifies the weights beyond ``model`` (package version, file size)."""
+        if self.model in packaged.PACKAGED and self.gguf_file is None:
+            return packaged.fingerprint(self.model)
+        folder, gguf = self._source()
+        target = Path(folder) / gguf if gguf else Path(folder)
+        return f"{target.name}:{target.stat().st_size}" if target.is_file() else self.model
+
+    def _load_error(self, what: str, exc: Exception) -> ModelLoadError:
+        offline = " (offline: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        return ModelLoadError(
+            f"cannot load the {what} of model {self.model!r}"
+            + (f" (gguf_file {self.gguf_file!r})" if self.gguf_file else "")
+            + f": it is not a packaged model ({', '.join(packaged.PACKAGED)}), a local folder or .gguf "
+            f"file here, or a hub id in the local Hugging Face cache{offline}. Cause: {exc}"
+        )
+
+    def _converted_dir(self) -> Path | None:
+        """Folder with this GGUF's tokenizer and config saved in HF format (None for non-GGUF)."""
+        folder, gguf = self._source()
+        if not gguf:
+            return None
+        import transformers
+
+        from ragkit.cache import cache_key, get_cache
+
+        target = Path(folder) / gguf
+        stat = target.stat()
+        key = cache_key(
+            "hf-gguf-meta", str(target.resolve()), stat.st_size, stat.st_mtime_ns, transformers.__version__
+        )
+        return get_cache().root / "hf-gguf-meta" / key
+
+    def _load_meta(self) -> None:
+        """Load tokenizer and config (never the weights) into ``hf_tokenizer_`` and ``config_``."""
+        if getattr(self, "config_", None) is not None:
+            return
+        from transformers import AutoConfig, AutoTokenizer
+
+        folder, gguf = self._source()
+        converted = self._converted_dir()
+        try:
+            if converted is not None and (converted / "config.json").is_file():
+                tokenizer = AutoTokenizer.from_pretrained(converted)
+                config = AutoConfig.from_pretrained(converted)
+            else:
+                extra = {"gguf_file": gguf} if gguf else {}
+                tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
+                config = AutoConfig.from_pretrained(folder, **extra)
+                if converted is not None:
+                    _save_converted(converted, tokenizer, config)
+        except (OSError, ValueError) as exc:
+            raise self._load_error("tokenizer and config", exc) from exc
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # batched generation continues from the right edge
+        self.hf_tokenizer_ = tokenizer
+        self.config_ = config
+
+    # -- the Generator interface -------------------------------------------------------------
+    def resolved_prompt_style(self) -> Literal["chat", "completion"]:
+        self._load_meta()
+        has_template = bool(getattr(self.hf_tokenizer_, "chat_template", None))
+        if self.prompt_style == "chat" and not has_template:
+            raise ValueError(
+                f"generator {self.model!r}: prompt_style 'chat' but its tokenizer has no chat template; "
+                "use prompt_style: completion (base models) or auto"
+            )
+        if self.prompt_style == "auto":
+            return "chat" if has_template else "completion"
+        return self.prompt_style
+
+    @property
+    def tokenizer(self) -> HFTokenizer:
+        if getattr(self, "tokenizer_", None) is None:
+            self._load_meta()
+            self.tokenizer_ = HFTokenizer(self.hf_tokenizer_, self.resolved_prompt_style() == "completion")
+        return self.tokenizer_
+
+    def render(self, messages: Sequence[Message]) -> str:
+        if self.resolved_prompt_style() == "completion":
+            return render_completion(messages)
+        return self.hf_tokenizer_.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
+
+    def model_info(self) -> ModelInfo:
+        self._load_meta()
+        config = self.config_.get_text_config()
+        window = self.context_window_ or getattr(config, "max_position_embeddings", None)
+        if not window:
+            raise ValueError(
+                f"generator {self.model!r}: its config has no max_position_embeddings; set context_window"
+            )
+        return ModelInfo(
+            n_params=self._n_params(),
+            n_layers=int(config.num_hidden_layers),
+            d_model=int(config.hidden_size),
+            context_window=int(window),
+        )
+
+    def _n_params(self) -> int:
+        """Exact parameter count: from the loaded model, else from a weightless (meta) copy."""
+        loaded = getattr(self, "model_", None)
+        if loaded is not None:
+            return sum(p.numel() for p in loaded.parameters())
+        if getattr(self, "n_params_", None) is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            try:
+                with torch.device("meta"):
+                    meta = AutoModelForCausalLM.from_config(self.config_)
+                self.n_params_ = sum(p.numel() for p in meta.parameters())
+            except (ValueError, KeyError, TypeError):  # unknown architecture: the usual estimate
+                c = self.config_.get_text_config()
+                self.n_params_ = 12 * c.num_hidden_layers * c.hidden_size**2 + c.vocab_size * c.hidden_size
+        return self.n_params_
+
+    def stop_strings(self, request: GenerationRequest) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*(self.stop or []), *request.stop]))
+
+
+def _save_converted(folder: Path, tokenizer: Any, config: Any) -> None:
+    """Best effort: a read-only cache only costs the slow path next time."""
+    tmp = folder.with_name(f"tmp_{os.getpid()}_{folder.name}")
+    try:
+        tokenizer.save_pretrained(tmp)
+        config.save_pretrained(tmp)
+        os.replace(tmp, folder)  # the rename is the "done" marker
+    except OSError as exc:
+        log.info("could not cache the converted GGUF tokenizer at %s: %s", folder, exc)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """``text`` up to the earliest stop string, and that stop string (None when none occurs)."""
+    hits = [(text.find(s), s) for s in stops if s and s in text]
+    if not hits:
+        return text, None
+    pos, stop = min(hits)
+    return text[:pos], stop

