@@ -1,0 +1,92 @@
+"""Token accounting in one currency: FLOPs per call, budget parsing, dollars, budget checks.
+
+The budget axis is the *effective context length* (input tokens summed over every generator call
+for a question, :attr:`ragkit.types.Cost.effective_context_tokens`), as in "Inference Scaling for
+Long-Context RAG" (Yue et al., 2024).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragkit.generators.base import ModelInfo
+from ragkit.types import Cost
+
+
+def call_flops(info: ModelInfo, input_tokens: int, output_tokens: int) -> float:
+    """Forward-pass FLOPs of one generator call (prefill of ``input_tokens``, then
+    ``output_tokens`` decode steps), with the standard estimate of Kaplan et al. (2020),
+    "Scaling Laws for Neural Language Models", Table 1, used by inference-scaling work:
+
+    - ``2·N`` per token for the weight matmuls (a multiply and an add per parameter), with N all
+      parameters counted once, so a tied output embedding (the de-embedding matmul) is included;
+      for untied models this also counts the input embedding lookup, a small overestimate;
+    - ``2·n_layers·c·d_model`` per token for attention over its ``c`` preceding positions (the
+      KV cache makes a token at position ``c`` attend to ``c`` keys), summed over positions
+      1..T with T = input + output tokens: ``2·L·d·T(T+1)/2``.
+    """
+    total = input_tokens + output_tokens
+    matmuls = 2.0 * info.n_params * total
+    attention = 2.0 * info.n_layers * info.d_model * total * (total + 1) / 2.0
+    return matmuls + attention
+
+
+_SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+_TOKENS = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kKmM]?)\s*$")
+
+
+def parse_tokens(value: int | float | str) -> int:
+    """Token counts as people write them: ``16384``, ``"16k"`` (16·1024), ``"1.5k"``, ``"128K"``,
+    ``"2M"`` (2·1024²). Binary multiples, as context windows are quoted (a "32k" model has 32768)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a token count such as 16384 or '16k', got {value!r}")
+    if isinstance(value, int | float):
+        number, multiplier = float(value), 1
+    else:
+        match = _TOKENS.match(str(value))
+        if not match:
+            raise ValueError(f"expected a token count such as 16384, '16k', '1.5k' or '2M', got {value!r}")
+        number, multiplier = float(match.group(1)), _SUFFIX[match.group(2).lower()]
+    tokens = number * multiplier
+    if multiplier > 1:
+        tokens = round(tokens)  # "1.3k" means about 1331 tokens, not an error
+    if not math.isfinite(tokens) or tokens < 0 or tokens != int(tokens):
+        raise ValueError(f"expected a whole, non-negative number of tokens, got {value!r}")
+    return int(tokens)
+
+
+class PriceTable(BaseModel):
+    """Dollar prices. API-priced models use the per-token prices; self-hosted ones the GPU-hour
+    price (charged on the question's measured seconds); both may be set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_million: float = Field(0.0, ge=0, description="dollars per 1M input tokens")
+    output_per_million: float = Field(0.0, ge=0, description="dollars per 1M output tokens")
+    gpu_hour: float = Field(0.0, ge=0, description="dollars per GPU-hour of measured time")
+
+
+# Illustrative numbers only, for trying the arithmetic: NOT current list prices of any provider.
+EXAMPLE_PRICES: dict[str, PriceTable] = {
+    "example-small-api": PriceTable(input_per_million=0.15, output_per_million=0.60),
+    "example-large-api": PriceTable(input_per_million=2.50, output_per_million=10.00),
+    "example-rented-gpu": PriceTable(gpu_hour=2.50),
+}
+
+
+def dollars(cost: Cost, prices: PriceTable) -> float:
+    """Dollars for ``cost``: tokens at the token prices plus all measured seconds (generation and
+    auxiliary models) at the GPU-hour price."""
+    return (
+        cost.input_tokens * prices.input_per_million / 1e6
+        + cost.output_tokens * prices.output_per_million / 1e6
+        + cost.seconds * prices.gpu_hour / 3600.0
+    )
+
+
+def fits_budget(cost: Cost, budget_tokens: int | str) -> bool:
+    """Whether a question's effective context length is within ``budget_tokens``."""
+    return cost.effective_context_tokens <= parse_tokens(budget_tokens)
