@@ -7,7 +7,7 @@
 
 Either every line has ``documents`` (each question brings its own), or none has and the loader's
 ``corpus:`` names a JSONL of ``{"id", "title"?, "text"}`` documents shared by all questions.
-``id`` defaults to ``line<N>``; ``answerable`` defaults to whether there are answers. Every
+``id`` defaults to ``line<N>``; a question without answers needs ``"answerable": false``. Every
 malformed line fails with ``<file>:<line>: field '<name>': expected ..., got ...``.
 """
 
@@ -119,7 +119,7 @@ def _example(line: _Line, record: dict[str, Any], number: int) -> Example:
         answers = [line.string(record["answer"], "answer")]
     else:
         answers = []
-    answerable = record.get("answerable", bool(answers))
+    answerable = record.get("answerable", True)  # a forgotten 'answers' must not pass as "unanswerable"
     if not isinstance(answerable, bool):
         raise line.error("answerable", f"expected true or false, got {_kind(answerable)}")
     if answerable and not answers:
