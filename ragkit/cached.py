@@ -11,6 +11,7 @@ Both report the wrapped component's ``spec()``, so cache keys and tracking see t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,13 +27,13 @@ class CachedRetriever(Retriever):
         self.cache = cache
         self.depth = depth
         self.calls_ = 0  # queries actually sent to the inner retriever
+        # Auxiliary cost (embedder tokens, seconds) is stored with each entry and charged on every
+        # use, hit or miss, so a configuration's cost does not depend on what ran before it.
+        self.aux_tokens_ = 0
+        self.aux_seconds_ = 0.0
 
     def spec(self) -> dict[str, Any]:
         return self.inner.spec()
-
-    @property
-    def aux_tokens_(self) -> int:
-        return getattr(self.inner, "aux_tokens_", 0)
 
     def retrieve(
         self,
@@ -57,15 +58,27 @@ class CachedRetriever(Retriever):
         missing = [i for i, key in enumerate(keys) if key not in found or not usable(found[key])]
         if missing:
             self.calls_ += len(missing)
+            tokens_before = getattr(self.inner, "aux_tokens_", 0)
+            started = time.perf_counter()
             fresh = self.inner.retrieve(
                 [queries[i] for i in missing], corpus, want, evidence=[ev[i] for i in missing]
             )
+            seconds = (time.perf_counter() - started) / len(missing)
+            tokens = (getattr(self.inner, "aux_tokens_", 0) - tokens_before) // len(missing)
             new = {
-                keys[i]: {"depth": want, "hits": [[s.chunk.id, s.score] for s in hits]}
+                keys[i]: {
+                    "depth": want,
+                    "hits": [[s.chunk.id, s.score] for s in hits],
+                    "aux_tokens": tokens,
+                    "seconds": seconds,
+                }
                 for i, hits in zip(missing, fresh, strict=True)
             }
             self.cache.put_many("retrieval", new)
             found.update(new)
+        for key in keys:
+            self.aux_tokens_ += found[key].get("aux_tokens", 0)
+            self.aux_seconds_ += found[key].get("seconds", 0.0)
         by_id = {c.id: c for c in corpus.chunks}
         return [[Scored(by_id[cid], score) for cid, score in found[key]["hits"][:k]] for key in keys]
 

@@ -17,11 +17,14 @@ from rich.table import Table
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only; never a hub download at run time
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "Loading weights" bars would bury ours
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="RAG vs long context under compute budgets."
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # piped output: don't wrap at 80
 
 FileArg = Annotated[Path, typer.Argument(help="experiment YAML", exists=False)]
 SetOpt = Annotated[
@@ -181,6 +184,8 @@ def _register_plugins() -> None:
 
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+for noisy in ("bm25s", "sentence_transformers", "transformers", "faiss", "httpx", "alembic", "mlflow"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 _register_plugins()
 
 if __name__ == "__main__":

@@ -363,11 +363,10 @@ def _varying_leaves(resolved: list[dict[str, Any]]) -> list[str]:
 
     def identity_varies(key: str) -> bool:
         parts = key.split(".")
-        for depth in range(1, len(parts)):
+        for depth in range(1, len(parts) - 1 if parts[-1] in ("name", "type") else len(parts)):
             prefix = ".".join(parts[:depth])
-            for ident in ("name", "type"):
-                if f"{prefix}.{ident}" in varying and key != f"{prefix}.{ident}":
-                    return True
+            if f"{prefix}.name" in varying or f"{prefix}.type" in varying:
+                return True
         return False
 
     return [

@@ -6,6 +6,7 @@ call the generator.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -48,27 +49,36 @@ def retrieve_batch(
     corpora: Sequence[Corpus],
     k: int,
     evidence: Sequence[Sequence[Evidence]],
+    seconds_out: list[float] | None = None,
 ) -> tuple[list[list[Scored]], list[int]]:
     """Top-k per query; one batched call per distinct corpus (a shared corpus is one call).
-    Returns the results and the auxiliary tokens each query cost (embedder tokens, shared equally
-    inside a batched call)."""
+    Returns the results and the auxiliary tokens each query cost, and fills ``seconds_out`` with the
+    seconds each query cost (shared equally inside a batched call; a cached retriever reports the
+    cost of the original computation, so costs do not depend on what ran before)."""
     results: list[list[Scored] | None] = [None] * len(queries)
     aux = [0] * len(queries)
+    seconds = [0.0] * len(queries)
     groups: dict[str, list[int]] = {}
     for i, corpus in enumerate(corpora):
         groups.setdefault(corpus.key, []).append(i)
     for indices in groups.values():
         before = getattr(retriever, "aux_tokens_", 0)
+        before_s = getattr(retriever, "aux_seconds_", None)
+        started = time.perf_counter()
         found = retriever.retrieve(
             [queries[i] for i in indices],
             corpora[indices[0]],
             k,
             evidence=[evidence[i] for i in indices],
         )
+        took = time.perf_counter() - started if before_s is None else retriever.aux_seconds_ - before_s
         spent = getattr(retriever, "aux_tokens_", 0) - before
         for i, hits in zip(indices, found, strict=True):
             results[i] = hits
             aux[i] = spent // len(indices)
+            seconds[i] = took / len(indices)
+    if seconds_out is not None:
+        seconds_out[:] = seconds
     return [r or [] for r in results], aux
 
 

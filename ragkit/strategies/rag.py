@@ -68,9 +68,13 @@ class RAG(Strategy):
         questions = [e.question for e in examples]
         evidence = [e.evidence for e in examples]
         corpora = [self._corpora.for_example(e, corpus) for e in examples]
-        hits, aux = retrieve_batch(self.retriever, questions, corpora, self.retrieval_depth(), evidence)
+        seconds: list[float] = []
+        hits, aux = retrieve_batch(
+            self.retriever, questions, corpora, self.retrieval_depth(), evidence, seconds_out=seconds
+        )
         provenance: list[dict[str, Any]] = [
-            {"retrieved": [[s.chunk.id, round(s.score, 6)] for s in h]} for h in hits
+            {"retrieved": [[s.chunk.id, round(s.score, 6)] for s in h], "retrieval_seconds": t}
+            for h, t in zip(hits, seconds, strict=True)
         ]
         if self.reranker is not None:
             before = getattr(self.reranker, "aux_tokens_", 0)
@@ -137,6 +141,7 @@ class RAG(Strategy):
         for example, (_, provenance, aux), generation in zip(examples, prepared, generations, strict=True):
             cost = generation_cost(generation, generator)
             cost.aux_tokens += aux
+            cost.aux_seconds += provenance["retrieval_seconds"]
             provenance["raw_answer"] = generation.text
             provenance["cached"] = generation.cached
             provenance["dropped_tokens"] += generation.truncated_tokens
@@ -151,6 +156,12 @@ class RAG(Strategy):
     ) -> list[Cost]:
         max_new = self.max_new_tokens or generator.max_new_tokens
         return [
-            Cost(input_tokens=p.prompt_tokens, output_tokens=max_new, calls=1, aux_tokens=aux)
-            for p, _, aux in self.contexts(examples, generator, corpus)
+            Cost(
+                input_tokens=p.prompt_tokens,
+                output_tokens=max_new,
+                calls=1,
+                aux_tokens=aux,
+                aux_seconds=provenance["retrieval_seconds"],
+            )
+            for p, provenance, aux in self.contexts(examples, generator, corpus)
         ]
