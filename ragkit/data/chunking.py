@@ -50,12 +50,17 @@ def document_sentence_spans(doc: Document) -> list[Span]:
 def _clip(text: str, spans: Sequence[Span], start: int, end: int) -> tuple[str, ...]:
     """The parts of the sentences inside ``[start, end)``, stripped (cut sentences are cut)."""
     out = []
-    for s, e in spans:
-        if e <= start or s >= end:
+    for s, e in spans:  # spans are sorted and trimmed
+        if e <= start:
             continue
-        piece = text[max(s, start) : min(e, end)].strip()
-        if piece:
-            out.append(piece)
+        if s >= end:
+            break
+        if start <= s and e <= end:
+            out.append(text[s:e])
+        else:
+            piece = text[max(s, start) : min(e, end)].strip()
+            if piece:
+                out.append(piece)
     return tuple(out)
 
 
