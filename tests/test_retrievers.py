@@ -302,3 +302,16 @@ def test_hybrid_of_bm25_and_dense_counts_dense_tokens(dense_pair, tmp_cache) -> 
     hybrid = HybridRetriever(first=BM25Retriever(), second=flat, depth=5)
     [hits] = hybrid.retrieve(["How many legs does a spider have?"], make_corpus(), 3)
     assert hits[0].chunk.id == "c1" and hybrid.aux_tokens_ > before
+
+
+@pytest.mark.parametrize(
+    "name", ["bm25", "bm25-reference", "dense-minilm", "dense-minilm-hnsw", "hybrid", "oracle"]
+)
+def test_catalog_entries_build(name: str) -> None:
+    from ragkit import config
+
+    [spec] = config.expand_component("retriever", name, None, "retriever")
+    built = config.build_component("retriever", spec)  # lazy: no model or index is loaded here
+    assert isinstance(built, Retriever) and built.registry_name == spec["type"]
+    if name == "hybrid":
+        assert isinstance(built.first, BM25Retriever) and built.second.registry_name == "dense"
