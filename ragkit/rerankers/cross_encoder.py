@@ -1,0 +1,130 @@
+"""Cross-encoder reranking with sentence-transformers ``CrossEncoder`` (ms-marco-MiniLM, bge-reranker...).
+
+``model`` is a local folder or a hub id already in the local Hugging Face cache; ragkit never
+downloads at run time, and a model that cannot be loaded offline fails with its name and what to
+do. Each (query, passage) score is cached (``ragkit.cache``) by the model's identity, the query and
+the passage text, so a sweep over k, pruners or generators scores each pair once. ``aux_tokens_``
+counts the tokens the model reads (the cache is an experiment shortcut, so cached pairs count too).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragkit.cache import cache_key, get_cache
+from ragkit.registry import register
+from ragkit.rerankers.base import Reranker
+from ragkit.retrievers._common import indexed_text
+from ragkit.types import Scored
+
+CACHE_STAGE = "reranker-scores"
+
+
+def model_identity(model: str) -> dict[str, Any]:
+    """A local folder by path and file sizes (a model replaced in place gets new keys), else the id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        files = {p.name: p.stat().st_size for p in sorted(path.iterdir()) if p.is_file()}
+        return {"path": str(path.resolve()), "files": files}
+    return {"hub_id": model}
+
+
+def cached_rerank(
+    identity: Any,
+    queries: Sequence[str],
+    candidates: Sequence[Sequence[Scored]],
+    score: Callable[[list[tuple[str, str]]], list[tuple[float, int]]],
+) -> tuple[list[list[Scored]], int]:
+    """Re-score every (query, candidate) through the cache; ``score`` gets the missing pairs and
+    returns (score, tokens read) for each. Returns the candidates sorted best first (ties by
+    position) and the tokens read for all pairs."""
+    cache = get_cache()
+    pairs = [(q, indexed_text(s.chunk)) for q, cands in zip(queries, candidates, strict=True) for s in cands]
+    keys = [cache_key(CACHE_STAGE, identity, q, text) for q, text in pairs]
+    found = cache.get_many(CACHE_STAGE, keys)
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    missing = [key for key in first if key not in found]
+    if missing:
+        fresh = score([pairs[first[key]] for key in missing])
+        new = {key: [float(s), int(t)] for key, (s, t) in zip(missing, fresh, strict=True)}
+        cache.put_many(CACHE_STAGE, new)
+        found.update(new)
+    values = iter(found[key] for key in keys)
+    out, tokens = [], 0
+    for cands in candidates:
+        rescored = []
+        for scored in cands:
+            value, read = next(values)
+            tokens += read
+            rescored.append(Scored(scored.chunk, value))
+        out.append(sorted(rescored, key=lambda s: (-s.score, s.chunk.position)))
+    return out, tokens
+
+
+@register("reranker", "cross-encoder")
+class CrossEncoderReranker(Reranker):
+    version = "1"
+    aux_tokens_: int = 0
+
+    def __init__(
+        self, *, model: str, batch_size: int = 32, max_length: int = 512, device: str = "auto"
+    ) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+
+    def spec(self) -> dict[str, Any]:
+        spec = super().spec()  # batch size and device change speed, not scores
+        spec.pop("batch_size")
+        spec.pop("device")
+        return spec
+
+    def _load(self) -> Any:
+        if getattr(self, "model_", None) is not None:
+            return self.model_
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import CrossEncoder
+
+        from ragkit.pruners._lite_model import resolve_device
+
+        try:
+            self.model_ = CrossEncoder(
+                self.model,
+                device=resolve_device(self.device),
+                max_length=self.max_length,
+                local_files_only=True,
+            )
+        except Exception as exc:  # OSError, ValueError, HF errors...
+            raise RuntimeError(
+                f"cross-encoder reranker: cannot load model {self.model!r} offline (field 'model'). ragkit"
+                " never downloads at run time: download it once where you have internet"
+                f" (huggingface-cli download {self.model}) or give a local folder of a"
+                " sentence-transformers CrossEncoder. For an offline reranker use 'bi-encoder'."
+                f" Cause: {type(exc).__name__}: {exc}"
+            ) from exc
+        return self.model_
+
+    def _score(self, pairs: list[tuple[str, str]]) -> list[tuple[float, int]]:
+        model = self._load()
+        scores = model.predict(
+            pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+        )
+        encoded = model.tokenizer(
+            [q for q, _ in pairs], [t for _, t in pairs], truncation=True, max_length=self.max_length
+        )
+        return [
+            (float(s), len(ids))
+            for s, ids in zip(scores.reshape(len(pairs), -1)[:, 0], encoded["input_ids"], strict=True)
+        ]
+
+    def rerank(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
+        identity = {**self.spec(), "model": model_identity(self.model)}
+        out, tokens = cached_rerank(identity, queries, candidates, self._score)
+        self.aux_tokens_ += tokens
+        return out
