@@ -86,7 +86,9 @@ class SelfRoute(Strategy):
         return self.rag_
 
     def retrieval_depth(self) -> int:
-        return self.rag().retrieval_depth()
+        # RAG's rule, computed here: the runner asks while iterating this object's attributes,
+        # so building the inner RAG now would change them under it.
+        return max(self.k, self.rerank_depth or 0) if self.reranker is not None else self.k
 
     def _full(self, budget: int | None) -> FullContext:
         return FullContext(truncation=self.truncation, budget=budget, max_new_tokens=self.max_new_tokens)

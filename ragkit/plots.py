@@ -1,0 +1,135 @@
+"""Plots of inference-scaling results (matplotlib, Agg backend: files only, no display needed).
+
+:func:`scaling_plot` is the figure of "Inference Scaling for Long-Context RAG" (Yue et al., 2025,
+Fig. 1/4) for one generator and dataset: score against effective context length (log2 axis), one
+line per strategy through its own best measured configurations, the Pareto front of all measured
+configurations, and the allocation model's predicted optimum per budget (dashed) with the
+configurations it picks at the requested budgets. :func:`calibration_plot` shows predicted
+against measured scores of the fitted configurations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: headless servers, CI and tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pareto_front(tokens: Sequence[float], scores: Sequence[float]) -> list[int]:
+    """Indices of the configurations no other beats on both axes (fewer or equal tokens and a
+    higher score), ordered by tokens; each one strictly improves on the previous."""
+    order = sorted(range(len(tokens)), key=lambda i: (tokens[i], -scores[i]))
+    front: list[int] = []
+    for i in order:
+        if not front or scores[i] > scores[front[-1]]:
+            front.append(i)
+    return front
+
+
+def predicted_optimum(candidates: Any, budgets: Sequence[float]) -> list[tuple[float, float, str, float]]:
+    """Per budget, the (budget, predicted score, configuration, tokens) of the candidate with the
+    best prediction among those whose tokens fit; budgets nothing fits are left out."""
+    modelled = candidates[candidates["predicted"].notna()]
+    out = []
+    for budget in budgets:
+        fitting = modelled[modelled["tokens"] <= budget]
+        if fitting.empty:
+            continue
+        best = fitting.loc[fitting["predicted"].idxmax()]
+        out.append(
+            (float(budget), float(best["predicted"]), str(best["configuration"]), float(best["tokens"]))
+        )
+    return out
+
+
+def scaling_plot(
+    candidates: Any,
+    budgets: Sequence[float],
+    path: str | Path,
+    *,
+    metric: str = "score",
+    title: str = "",
+) -> Path:
+    """``candidates``: :func:`ragkit.suggestion.candidates` of one group (measured rows have
+    ``measured``; model rows ``predicted``)."""
+    plt = _pyplot()
+    measured = candidates[candidates["measured"].notna()].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.get_cmap("tab10")
+    for n, (strategy, rows) in enumerate(measured.groupby("strategy", sort=True)):
+        colour = colours(n % 10)
+        ax.scatter(rows["tokens"], rows["measured"], color=colour, alpha=0.35, s=18)
+        front = pareto_front(rows["tokens"].tolist(), rows["measured"].tolist())
+        best = rows.iloc[front]
+        ax.plot(best["tokens"], best["measured"], marker="o", color=colour, label=str(strategy), lw=1.5)
+    if not measured.empty:
+        front = measured.iloc[pareto_front(measured["tokens"].tolist(), measured["measured"].tolist())]
+        xs = [*front["tokens"], float(measured["tokens"].max())]
+        ys = [*front["measured"], float(front["measured"].iloc[-1])]
+        ax.step(xs, ys, where="post", color="black", ls=":", lw=1.2, label="Pareto front (measured)")
+    if candidates["predicted"].notna().any():
+        low = max(float(candidates["tokens"].min()), 1.0)
+        grid = np.geomspace(low, max(float(candidates["tokens"].max()), *budgets, low * 2), 60)
+        curve = predicted_optimum(candidates, grid)
+        if curve:
+            ax.plot(
+                [c[0] for c in curve],
+                [c[1] for c in curve],
+                color="red",
+                ls="--",
+                lw=1.2,
+                label="model: predicted optimum within budget",
+            )
+        for budget, score, name, _ in predicted_optimum(candidates, budgets):
+            ax.scatter([budget], [score], color="red", zorder=5, s=40)
+            ax.annotate(
+                name, (budget, score), textcoords="offset points", xytext=(4, 6), fontsize=7, color="red"
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("effective context tokens per question (log2)")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric} vs effective context length")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def calibration_plot(candidates: Any, path: str | Path, *, metric: str = "score", title: str = "") -> Path:
+    """Predicted against measured score for every fitted (measured, parametric) configuration."""
+    plt = _pyplot()
+    both = candidates[candidates["measured"].notna() & candidates["predicted"].notna()]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for n, (strategy, rows) in enumerate(both.groupby("strategy", sort=True)):
+        ax.scatter(
+            rows["measured"], rows["predicted"], label=str(strategy), color=plt.get_cmap("tab10")(n % 10)
+        )
+    top = float(max(both["measured"].max(), both["predicted"].max(), 0.05)) if len(both) else 1.0
+    ax.plot([0, top], [0, top], color="grey", lw=1, ls="--")
+    ax.set_xlabel(f"measured {metric}")
+    ax.set_ylabel(f"predicted {metric}")
+    ax.set_title(title or "allocation model fit")
+    ax.grid(alpha=0.3)
+    if len(both):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
