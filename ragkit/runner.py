@@ -175,6 +175,32 @@ def _write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
 ProgressHook = Callable[[str, int, int], None]  # (configuration name, done, total)
 
 
+# Numeric provenance every strategy may record (pruning compression, IterDRAG rounds, routing):
+# copied into the per-question scores so summaries and MLflow metrics carry their means.
+_SKIP_PROVENANCE = {"evidence_recall", "dropped_tokens", "gold_survived", "cached", "retrieval_seconds"}
+
+
+def _with_extra_scores(scores: pd.DataFrame, examples: Sequence[Any], predictions: Sequence[Prediction]):
+    from ragkit.longform import score_frame
+
+    extra = score_frame(examples, predictions)
+    if len(extra.columns) > 1:
+        scores = scores.merge(extra, on="example_id", how="left")
+    columns: dict[str, list[float]] = {}
+    for i, p in enumerate(predictions):
+        for key, value in p.provenance.items():
+            if key in _SKIP_PROVENANCE or key in scores.columns:
+                continue
+            if isinstance(value, bool | int | float) or value is None:
+                columns.setdefault(key, [float("nan")] * len(predictions))[i] = (
+                    float("nan") if value is None else float(value)
+                )
+    for key, values in columns.items():
+        if any(v == v for v in values):  # at least one non-NaN
+            scores[key] = values
+    return scores
+
+
 def run_configuration(
     prepared: Prepared,
     index: int,
@@ -217,6 +243,7 @@ def run_configuration(
             progress(configuration.name, len(examples) - len(todo) + start + len(chunk), len(examples))
     ordered = [done[e.id] for e in examples]
     scores = score(examples, ordered)
+    scores = _with_extra_scores(scores, examples, ordered)
     if prepared.judge is not None:
         from ragkit.judge import judge as run_judge
 
