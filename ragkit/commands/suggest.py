@@ -1,0 +1,236 @@
+"""``ragkit suggest RUN_OR_EXPERIMENT --budget 4k [--budget 8k ...]``: budget-optimal configurations.
+
+Fits the computation allocation model (:mod:`ragkit.allocation`) per generator and dataset on
+finished results, prints per budget the configurations that fit it ranked by predicted score (the
+measured score where it exists, the effective context tokens measured or, for untried
+combinations, estimated), the fit's quality and the regret of its picks, and writes the same
+tables (CSV, JSON) and plots (score vs effective context length with the fitted optimum and the
+Pareto front; predicted vs measured) to a folder and to the experiment's MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+console = Console()
+
+
+def _table(frame: pd.DataFrame, title: str) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for _, row in frame.iterrows():
+        table.add_row(*["-" if isinstance(v, float) and pd.isna(v) else str(v) for v in row.tolist()])
+    return table
+
+
+def _display(part: pd.DataFrame, metric: str) -> pd.DataFrame:
+    def fmt(value: Any, digits: int = 3) -> str:
+        return "-" if pd.isna(value) else f"{value:.{digits}f}"
+
+    return pd.DataFrame(
+        {
+            "rank": part["rank"],
+            "configuration": part["configuration"],
+            "strategy": part["strategy"],
+            "k": part["k"].map(lambda v: fmt(v, 0)),
+            "m": part["m"].map(lambda v: fmt(v, 0)),
+            "n": part["n"].map(lambda v: fmt(v, 0)),
+            "eff. ctx tokens": [
+                f"{t:.0f}" if s == "measured" else f"~{t:.0f} (est.)"
+                for t, s in zip(part["tokens"], part["tokens_source"], strict=True)
+            ],
+            f"predicted {metric}": part["predicted"].map(fmt),
+            f"measured {metric}": part["measured"].map(fmt),
+        }
+    )
+
+
+def parent_run(source: str, tracking_uri: str | None = None) -> tuple[str | None, str]:
+    """The MLflow parent run of ``source`` (an experiment YAML or a parent run id) and its store."""
+    from ragkit.tracking import resolve_tracking_uri
+
+    if not str(source).endswith((".yaml", ".yml")) and not Path(source).is_file():
+        return str(source), resolve_tracking_uri(tracking_uri)
+    import mlflow
+
+    from ragkit.config import load_experiment
+
+    experiment = load_experiment(source)
+    uri = resolve_tracking_uri(tracking_uri or experiment.spec.tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment.name)
+    if found is None:
+        return None, uri
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=(
+            f"tags.`ragkit.experiment_hash` = '{experiment.hash}' and tags.`ragkit.role` = 'parent'"
+        ),
+        max_results=1,
+    )
+    return (runs[0].info.run_id if runs else None), uri
+
+
+def oracle_routes(source: str, results: pd.DataFrame, metric: str, tracking_uri: str | None) -> pd.DataFrame:
+    """Oracle routing (per question the better of a RAG configuration and full context) for every
+    RAG configuration paired with each full-context configuration of the same group."""
+    from ragkit.report import load_scores
+    from ragkit.strategies.route import oracle_route
+    from ragkit.suggestion import STRATEGY, group_of
+
+    if STRATEGY not in results or not results[STRATEGY].isin(["full_context"]).any():
+        return pd.DataFrame()
+    scores = load_scores(source, tracking_uri)
+    if scores.empty or "config_hash" not in scores:
+        return pd.DataFrame()
+    rows = []
+    for key, group in results.groupby(group_of(results), sort=True):
+        fulls = group[group[STRATEGY] == "full_context"]
+        for _, full in fulls.iterrows():
+            fc = scores[scores["config_hash"] == full["config_hash"]]
+            for _, rag in group[group[STRATEGY] == "rag"].iterrows():
+                rs = scores[scores["config_hash"] == rag["config_hash"]]
+                if rs.empty or fc.empty:
+                    continue
+                rows.append(
+                    {
+                        "group": key,
+                        "rag_config": rag["config_name"],
+                        "full_context_config": full["config_name"],
+                        **oracle_route(rs, fc, metric),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def analyse(
+    results: pd.DataFrame, budgets: list[int], metric: str, out_dir: Path, *, top: int, by: str
+) -> dict[str, Any]:
+    """Fit, suggest, regret and plots for every group; writes everything into ``out_dir``."""
+    from ragkit import plots
+    from ragkit.suggestion import candidates, fit_results, group_of, regret_table, suggest
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean = results.dropna(subset=[metric, "effective_context_tokens"])
+    fits = fit_results(clean, metric, by=by)
+    table = suggest(clean, budgets, metric, top=top, by=by)
+    regret = regret_table(clean, budgets, metric, by=by)
+    fit_doc, files = {}, []
+    for i, (key, group) in enumerate(clean.groupby(group_of(clean, by), sort=True)):
+        gf = fits.get(str(key))
+        pool = candidates(group, gf, metric)
+        title = f"{metric}: {key}" if len(key) < 80 else metric
+        files.append(
+            plots.scaling_plot(pool, budgets, out_dir / f"scaling_{i}.png", metric=metric, title=title)
+        )
+        if gf is not None:
+            files.append(plots.calibration_plot(pool, out_dir / f"calibration_{i}.png", metric=metric))
+            fit_doc[str(key)] = {
+                "plot_index": i,
+                **gf.model.to_dict(),
+                "informativeness": {k: v.tolist() for k, v in gf.info.items()},
+            }
+    for name, frame in (("suggestions.csv", table), ("regret.csv", regret)):
+        frame.to_csv(out_dir / name, index=False)
+        files.append(out_dir / name)
+    (out_dir / "allocation_fit.json").write_text(json.dumps(fit_doc, indent=2, default=str))
+    files.append(out_dir / "allocation_fit.json")
+    return {"suggestions": table, "regret": regret, "fits": fit_doc, "files": files}
+
+
+def suggest_command(
+    source: Annotated[str, typer.Argument(help="experiment YAML or MLflow parent run id")],
+    budget: Annotated[
+        list[str],
+        typer.Option("--budget", help="effective context tokens per question, e.g. 4k (repeatable)"),
+    ],
+    metric: Annotated[str, typer.Option(help="score to fit and rank by")] = "contains_answer",
+    top: Annotated[int, typer.Option(help="configurations shown per budget")] = 5,
+    by: Annotated[
+        str, typer.Option(help="fit per 'generator+dataset' or per 'generator'")
+    ] = "generator+dataset",
+    output: Annotated[Path | None, typer.Option(help="folder for tables and plots")] = None,
+    log_mlflow: Annotated[
+        bool, typer.Option("--log/--no-log", help="log artifacts to the parent run")
+    ] = True,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default: the experiment's)")] = None,
+) -> None:
+    """Suggest the budget-optimal configuration from finished runs (no model runs)."""
+    from ragkit.budget import parse_tokens
+    from ragkit.report import load_results
+
+    try:
+        budgets = [parse_tokens(b) for b in budget]
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] --budget: {exc}")
+        raise typer.Exit(2) from None
+    results = load_results(source, tracking_uri)
+    if results.empty:
+        console.print(f"[bold red]error:[/] no finished configurations found for {source}")
+        raise typer.Exit(2)
+    if metric not in results.columns:
+        console.print(f"[bold red]error:[/] --metric {metric!r} is not a result column")
+        raise typer.Exit(2)
+    if output is None:
+        stem = Path(source).stem if Path(source).is_file() else str(source)[:12]
+        output = Path("runs") / stem / "suggest"
+    report = analyse(results, budgets, metric, output, top=top, by=by)
+    for key, fit in report["fits"].items():
+        console.print(
+            f"[bold]{key}[/]: fitted on {fit['n_points']} configurations, R^2 {fit['r2']:.3f} "
+            f"(logit {fit['r2_logit']:.3f}), MSE {fit['mse']:.5f}; "
+            f"a={fit['a']}, b={fit['b']}, c={fit['c']:.3f}"
+        )
+    for (key, value), part in report["suggestions"].groupby(["group", "budget"], sort=False):
+        console.print(_table(_display(part, metric), title=f"budget {value} tokens ({key})"))
+    regret = report["regret"]
+    if not regret.empty:
+        shown = [
+            c
+            for c in (
+                "budget",
+                "grid_best",
+                "grid_best_score",
+                "model_pick",
+                "regret",
+                "lobo_pick",
+                "lobo_regret",
+                "largest_k_regret",
+                "full_context_regret",
+            )
+            if c in regret
+        ]
+        console.print(_table(regret[shown].round(4), title="regret (grid best - pick), per budget"))
+    routes = oracle_routes(source, results, metric, tracking_uri)
+    if not routes.empty:
+        routes.to_csv(output / "oracle_route.csv", index=False)
+        report["files"].append(output / "oracle_route.csv")
+        cols = ["rag_config", "rag", "rag_tokens", "full_context", "oracle", "oracle_tokens", "routed_share"]
+        view = routes[cols].round(3)
+        console.print(_table(view, title="oracle route: per question the better of RAG and full context"))
+    console.print(f"tables and plots in {output}")
+    if log_mlflow:
+        run_id, uri = parent_run(source, tracking_uri)
+        if run_id is None:
+            console.print("[yellow]no MLflow parent run found for this experiment; artifacts not logged[/]")
+            return
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        for path in report["files"]:
+            client.log_artifact(run_id, str(path), artifact_path="suggest")
+        console.print(f"logged {len(report['files'])} artifacts to MLflow run {run_id} (suggest/)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("suggest")(suggest_command)
