@@ -3,10 +3,11 @@ Generation" (Yue et al., ICLR 2025, arXiv 2410.04343, §5.1 "Formulation and est
 
     sigmoid^-1(P(theta)) = (a + b ⊙ i)^T log(theta) + c
 
-``theta = (k, m, n)``: retrieved documents per query, in-context demonstrations and generation
-iterations (more dimensions, e.g. a pruner's keep ratio or a reranker's depth, are added with
-:class:`Dim`); ``P`` the score of that configuration; ``i`` the task's informativeness vector and
-``a, b, c`` fitted by ordinary least squares on a sweep, as in the paper.
+``theta = (k, m, n)``: retrieved documents per query, in-context demonstrations and iterations
+(IterDRAG's sub-queries; 0 for RAG and DRAG, whose single call the paper counts as n = 1); more
+dimensions (a pruner's keep ratio, a reranker's depth) are added with :class:`Dim`. ``P`` is the
+score of that configuration, ``i`` the task's informativeness vector and ``a, b, c`` are fitted
+by ordinary least squares on a sweep, as in the paper.
 
 Informativeness (§5.1): ``i = (i_doc, i_shot, 0)``, the gain over zero-shot QA (k = 0, m = 0) of
 one retrieved document (k = 1, m = 0) and of one demonstration (k = 0, m = 1); iterations get 0.
@@ -16,8 +17,9 @@ Choices this module documents (the paper's text could not be checked offline, so
 
 - zeros in theta (k = 0 closed-book, m = 0 no demonstrations): each dimension is mapped through
   ``log(theta + offset)`` with ``offset = 1`` by default, so "none" contributes exactly zero and
-  one unit is ``log 2``. DRAG's single call (n = 1) and IterDRAG with one iteration share
-  ``log 2``. An offset of 0 gives the paper's plain ``log(theta)`` for dimensions that are never 0.
+  one unit is ``log 2``; for n this is the paper's log(number of generation rounds), since a
+  single-call RAG/DRAG has n = 0 sub-queries here. An offset of 0 gives plain ``log(theta)`` for
+  dimensions that are never 0 (e.g. a keep ratio).
 - scores of exactly 0 or 1 (sigmoid^-1 is infinite there): the empirical logit
   ``logit((P*N + 0.5) / (N + 1))`` with ``N`` questions (Haldane-Anscombe; the smallest step a
   mean over N questions can show), or clipping to ``[1e-3, 1 - 1e-3]`` when N is unknown.
@@ -31,7 +33,6 @@ and of the score itself.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,20 +56,8 @@ class Dim:
 DEFAULT_DIMS: tuple[Dim, ...] = (
     Dim("k", "strategy.k", default=0.0),
     Dim("m", "strategy.m", default=0.0),
-    Dim("n", "strategy.n", default=1.0),
+    Dim("n", "strategy.n", default=0.0),
 )
-
-_UNITS = {"": 1, "k": 1_000, "m": 1_000_000}
-
-
-def parse_budget(text: str | int) -> int:
-    """``"16k"`` -> 16000, ``"1M"`` -> 1000000, ``"2500"`` -> 2500 (decimal units, like the paper)."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", str(text))
-    if not match:
-        raise ValueError(f"budget {text!r}: expected a token count such as 4000, 16k or 1M")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def empirical_logit(scores: Any, n_questions: Any = None) -> np.ndarray:
@@ -106,6 +95,7 @@ class AllocationModel:
     c: float
     b_identified: np.ndarray  # per dimension: whether i varied across the fitted data
     a_identified: np.ndarray | None = None  # per dimension: whether theta varied (else slope 0)
+    n_questions: float | None = None  # N of the empirical logit, undone in predict()
     metrics: dict[str, float] = field(default_factory=dict)
 
     def slopes(self, info: Any = None) -> np.ndarray:
@@ -119,8 +109,13 @@ class AllocationModel:
         return (x * (self.a + self.b * info)).sum(axis=1) + self.c
 
     def predict(self, theta: Any, info: Any = None) -> np.ndarray:
-        """Predicted score P(theta) in (0, 1)."""
-        return sigmoid(self.predict_logit(theta, info))
+        """Predicted score P(theta) in [0, 1]: the sigmoid of the fitted logit with the empirical
+        logit's shrinkage towards 1/2 undone, so a flat score of 0.1 is predicted as 0.1."""
+        p = sigmoid(self.predict_logit(theta, info))
+        if self.n_questions:
+            n = self.n_questions
+            p = np.clip((p * (n + 1) - 0.5) / n, 0.0, 1.0)
+        return p
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,9 +163,18 @@ def fit(
     a[moves] = coef[: int(moves.sum())]
     b = np.zeros(d)
     b[varies] = coef[int(moves.sum()) : int(moves.sum()) + int(varies.sum())]
-    model = AllocationModel(dims=dims, a=a, b=b, c=float(coef[-1]), b_identified=varies, a_identified=moves)
+    typical_n = None if n_questions is None else float(np.median(np.asarray(n_questions, dtype=float)))
+    model = AllocationModel(
+        dims=dims,
+        a=a,
+        b=b,
+        c=float(coef[-1]),
+        b_identified=varies,
+        a_identified=moves,
+        n_questions=typical_n,
+    )
     fitted_logit = design @ coef
-    fitted = sigmoid(fitted_logit)
+    fitted = model.predict(theta, info_arr)
     raw = np.asarray(scores, dtype=float)
     model.metrics = {
         "n_points": n,

@@ -64,12 +64,12 @@ def parametric(results: Any) -> Any:
 
 def informativeness(results: Any, metric: str, dims: Sequence[Dim] = DEFAULT_DIMS) -> np.ndarray:
     """``(i_doc, i_shot, 0, ...)`` of one (generator, dataset) from its zero-shot (k=0, m=0),
-    one-document (k=1, m=0) and one-shot (k=0, m=1) configurations with n = 1; a component is 0
+    one-document (k=1, m=0) and one-shot (k=0, m=1) single-call configurations; a component is 0
     when the sweep lacks the configurations it needs."""
     rows = parametric(results)
     theta = theta_of(rows, dims)
     names = [d.name for d in dims]
-    base = {d.name: d.default for d in dims} | {"k": 0.0, "m": 0.0, "n": 1.0}
+    base = {d.name: d.default for d in dims} | {"k": 0.0, "m": 0.0, "n": 0.0}
 
     def score_at(**values: float) -> float | None:
         want = np.array([values.get(n, base.get(n, 0.0)) for n in names])
@@ -138,6 +138,19 @@ def fit_results(
         )
         fits[str(key)] = GroupFit(str(key), model, info, data_key)
     return fits
+
+
+def short_label(key: str) -> str:
+    """A readable name for a group key: the generator's model (or type) and the dataset's name (or
+    type) and sample size."""
+    fields = dict(part.split("=", 1) for part in key.split("|") if "=" in part)
+    pick = [
+        fields.get("generator.model") or fields.get("generator.type"),
+        fields.get("dataset.name") or fields.get("dataset.type"),
+    ]
+    if fields.get("dataset.sample") not in (None, "None", "nan"):
+        pick.append(f"sample={fields['dataset.sample']}")
+    return " ".join(p for p in pick if p) or key or "all"
 
 
 def group_of(results: Any, by: str = "generator+dataset") -> Any:

@@ -118,7 +118,7 @@ def analyse(
 ) -> dict[str, Any]:
     """Fit, suggest, regret and plots for every group; writes everything into ``out_dir``."""
     from ragkit import plots
-    from ragkit.suggestion import candidates, fit_results, group_of, regret_table, suggest
+    from ragkit.suggestion import candidates, fit_results, group_of, regret_table, short_label, suggest
 
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = results.dropna(subset=[metric, "effective_context_tokens"])
@@ -129,13 +129,15 @@ def analyse(
     for i, (key, group) in enumerate(clean.groupby(group_of(clean, by), sort=True)):
         gf = fits.get(str(key))
         pool = candidates(group, gf, metric)
-        title = f"{metric}: {key}" if len(key) < 80 else metric
+        title = f"{metric}: {short_label(str(key))}"
         files.append(
             plots.scaling_plot(pool, budgets, out_dir / f"scaling_{i}.png", metric=metric, title=title)
         )
         if gf is not None:
             files.append(plots.calibration_plot(pool, out_dir / f"calibration_{i}.png", metric=metric))
-            fit_doc[str(key)] = {
+            label = short_label(str(key))
+            fit_doc[label if label not in fit_doc else f"{label} #{i}"] = {
+                "group": str(key),
                 "plot_index": i,
                 **gf.model.to_dict(),
                 "informativeness": {k: v.tolist() for k, v in gf.info.items()},
@@ -168,6 +170,7 @@ def suggest_command(
     """Suggest the budget-optimal configuration from finished runs (no model runs)."""
     from ragkit.budget import parse_tokens
     from ragkit.report import load_results
+    from ragkit.suggestion import short_label
 
     try:
         budgets = [parse_tokens(b) for b in budget]
@@ -192,7 +195,7 @@ def suggest_command(
             f"a={fit['a']}, b={fit['b']}, c={fit['c']:.3f}"
         )
     for (key, value), part in report["suggestions"].groupby(["group", "budget"], sort=False):
-        console.print(_table(_display(part, metric), title=f"budget {value} tokens ({key})"))
+        console.print(_table(_display(part, metric), title=f"budget {value} tokens ({short_label(key)})"))
     regret = report["regret"]
     if not regret.empty:
         shown = [
@@ -210,7 +213,10 @@ def suggest_command(
             )
             if c in regret
         ]
-        console.print(_table(regret[shown].round(4), title="regret (grid best - pick), per budget"))
+        view = regret[shown].round(4)
+        if regret["group"].nunique() > 1:
+            view.insert(0, "group", regret["group"].map(lambda k: short_label(str(k))))
+        console.print(_table(view, title="regret (grid best - pick), per budget"))
     routes = oracle_routes(source, results, metric, tracking_uri)
     if not routes.empty:
         routes.to_csv(output / "oracle_route.csv", index=False)

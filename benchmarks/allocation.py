@@ -1,0 +1,144 @@
+"""How well does the computation allocation model fit and pick configurations on a finished sweep?
+
+    python benchmarks/allocation.py [experiments/inference_scaling.yaml | PARENT_RUN_ID]
+        [--metric contains_answer] [--budget 512 --budget 1k ...] [--synthetic]
+
+Prints, per generator and dataset: R^2 and MSE of the fit (score and logit space) and the
+leave-one-configuration-out MSE (the honest one with few points); per budget the grid-best
+configuration, the regret of the model's pick (fitted on everything), the leave-one-budget-out
+regret (fitted only on configurations within the previous, smaller budget) and the regret of the
+baselines "always the largest k" (plain RAG) and "always full context". ``--synthetic`` first
+checks that the fit recovers known coefficients from scores simulated from the model itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from ragkit.allocation import DEFAULT_DIMS, fit, sigmoid
+from ragkit.budget import parse_tokens
+from ragkit.suggestion import (
+    TOKENS,
+    fit_results,
+    group_of,
+    parametric,
+    regret_table,
+    short_label,
+    theta_of,
+)
+
+
+def synthetic_check(seed: int = 0, n_questions: int = 100) -> None:
+    """Scores drawn (binomially, N questions) from a known model over 3 datasets; fitted back."""
+    rng = np.random.default_rng(seed)
+    a, b, c = np.array([0.35, 0.15, 0.25]), np.array([1.2, -0.6, 0.0]), -1.8
+    grid = np.array(list(itertools.product([0, 1, 2, 4, 8, 16], [0, 1, 2, 4], [0, 1, 2])), dtype=float)
+    infos = [np.array([0.3, 0.05, 0]), np.array([0.05, 0.2, 0]), np.array([0.15, 0.1, 0])]
+    theta = np.vstack([grid] * len(infos))
+    info = np.vstack([np.tile(i, (len(grid), 1)) for i in infos])
+    truth = sigmoid((np.log(theta + 1) * (a + b * info)).sum(axis=1) + c)
+    scores = rng.binomial(n_questions, truth) / n_questions
+    started = time.perf_counter()
+    model = fit(theta, scores, info, n_questions=n_questions)
+    took = time.perf_counter() - started
+    print(f"synthetic: {len(theta)} configurations x {n_questions} questions, fit in {took * 1e3:.1f} ms")
+    print(f"  a true {a} fitted {np.round(model.a, 3)}")
+    print(f"  b true {b[:2]} fitted {np.round(model.b[:2], 3)} (b_n not identified: i_n = 0)")
+    print(
+        f"  c true {c} fitted {model.c:.3f}; R^2 {model.metrics['r2']:.3f}, MSE {model.metrics['mse']:.5f}\n"
+    )
+
+
+def loo_mse(rows: pd.DataFrame, metric: str) -> float:
+    """Leave-one-configuration-out squared error of the score (the model refitted without it)."""
+    theta = theta_of(rows, DEFAULT_DIMS)
+    y = rows[metric].to_numpy(float)
+    n_q = rows["n_questions"].to_numpy(float) if "n_questions" in rows else None
+    errors = []
+    for i in range(len(rows)):
+        keep = np.arange(len(rows)) != i
+        model = fit(theta[keep], y[keep], n_questions=None if n_q is None else n_q[keep])
+        errors.append((model.predict(theta[i : i + 1])[0] - y[i]) ** 2)
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("source", nargs="?", default="experiments/inference_scaling.yaml")
+    parser.add_argument("--metric", default="contains_answer")
+    parser.add_argument("--budget", action="append", help="repeatable; default 256 ... 8k")
+    parser.add_argument("--synthetic", action="store_true", help="also run the coefficient-recovery check")
+    args = parser.parse_args()
+    if args.synthetic:
+        synthetic_check()
+    from ragkit.report import load_results
+
+    results = load_results(args.source)
+    if results.empty:
+        sys.exit(f"no finished configurations for {args.source}; run the experiment first")
+    budgets = [parse_tokens(b) for b in (args.budget or ["256", "512", "1k", "2k", "4k", "8k"])]
+    metric = args.metric
+    clean = results.dropna(subset=[metric, TOKENS])
+    print(f"{args.source}: {len(clean)} finished configurations, metric {metric}, budgets {budgets}\n")
+    fits = fit_results(clean, metric)
+    keys = group_of(clean)
+    for key, group in clean.groupby(keys, sort=True):
+        gf = fits.get(str(key))
+        if gf is None:
+            continue
+        m = gf.model.metrics
+        print(f"[{short_label(str(key))}]")
+        print(
+            f"  fit on {m['n_points']} configurations ({m['n_params']} parameters): R^2 {m['r2']:.3f}, "
+            f"MSE {m['mse']:.5f}; logit R^2 {m['r2_logit']:.3f}, MSE {m['mse_logit']:.4f}; "
+            f"leave-one-out MSE {loo_mse(parametric(group).dropna(subset=[metric, TOKENS]), metric):.5f}"
+        )
+        print(
+            f"  a = {np.round(gf.model.a, 3)}, c = {gf.model.c:.3f}, informativeness i = "
+            f"{ {short_label(k) or 'dataset': np.round(v, 3).tolist() for k, v in gf.info.items()} }"
+        )
+    table = regret_table(clean, budgets, metric)
+    columns = [
+        "budget",
+        "n_candidates",
+        "grid_best",
+        "grid_best_score",
+        "model_pick",
+        "regret",
+        "lobo_pick",
+        "lobo_regret",
+        "lobo_train_points",
+        "largest_k_pick",
+        "largest_k_regret",
+        "full_context_regret",
+    ]
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 22):
+        print("\nregret per budget (grid-best score - measured score of the pick):")
+        view = table.assign(group=table["group"].map(lambda k: short_label(str(k))))
+        print(view[["group"] + [c for c in columns if c in table]].round(4).to_string(index=False))
+    summary = {
+        "model (in-sample)": table["regret"].mean() if "regret" in table else float("nan"),
+        "leave-one-budget-out": table["lobo_regret"].mean() if "lobo_regret" in table else float("nan"),
+        "always largest k": table["largest_k_regret"].mean() if "largest_k_regret" in table else float("nan"),
+        "always full context": (
+            table["full_context_regret"].mean() if "full_context_regret" in table else float("nan")
+        ),
+    }
+    print("\nmean regret over budgets: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
+
+
+if __name__ == "__main__":
+    main()
