@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ragkit.allocation import DEFAULT_DIMS, fit, sigmoid
+from ragkit.allocation import DEFAULT_DIMS, fit, parse_dim, sigmoid
 from ragkit.budget import parse_tokens
 from ragkit.suggestion import (
     TOKENS,
@@ -60,15 +60,15 @@ def synthetic_check(seed: int = 0, n_questions: int = 100) -> None:
     )
 
 
-def loo_mse(rows: pd.DataFrame, metric: str) -> float:
+def loo_mse(rows: pd.DataFrame, metric: str, dims=DEFAULT_DIMS) -> float:
     """Leave-one-configuration-out squared error of the score (the model refitted without it)."""
-    theta = theta_of(rows, DEFAULT_DIMS)
+    theta = theta_of(rows, dims)
     y = rows[metric].to_numpy(float)
     n_q = rows["n_questions"].to_numpy(float) if "n_questions" in rows else None
     errors = []
     for i in range(len(rows)):
         keep = np.arange(len(rows)) != i
-        model = fit(theta[keep], y[keep], n_questions=None if n_q is None else n_q[keep])
+        model = fit(theta[keep], y[keep], n_questions=None if n_q is None else n_q[keep], dims=dims)
         errors.append((model.predict(theta[i : i + 1])[0] - y[i]) ** 2)
     return float(np.mean(errors)) if errors else float("nan")
 
@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("source", nargs="?", default="experiments/inference_scaling.yaml")
     parser.add_argument("--metric", default="contains_answer")
     parser.add_argument("--budget", action="append", help="repeatable; default 256 ... 8k")
+    parser.add_argument(
+        "--dim", action="append", default=[], help="extra theta dimension, as in ragkit suggest"
+    )
     parser.add_argument("--synthetic", action="store_true", help="also run the coefficient-recovery check")
     args = parser.parse_args()
     if args.synthetic:
@@ -93,24 +96,26 @@ def main() -> None:
     metric = args.metric
     clean = results.dropna(subset=[metric, TOKENS])
     print(f"{args.source}: {len(clean)} finished configurations, metric {metric}, budgets {budgets}\n")
-    fits = fit_results(clean, metric)
+    dims = (*DEFAULT_DIMS, *(parse_dim(d) for d in args.dim))
+    fits = fit_results(clean, metric, dims)
     keys = group_of(clean)
     for key, group in clean.groupby(keys, sort=True):
         gf = fits.get(str(key))
         if gf is None:
             continue
         m = gf.model.metrics
+        loo = loo_mse(parametric(group).dropna(subset=[metric, TOKENS]), metric, dims)
         print(f"[{short_label(str(key))}]")
         print(
             f"  fit on {m['n_points']} configurations ({m['n_params']} parameters): R^2 {m['r2']:.3f}, "
             f"MSE {m['mse']:.5f}; logit R^2 {m['r2_logit']:.3f}, MSE {m['mse_logit']:.4f}; "
-            f"leave-one-out MSE {loo_mse(parametric(group).dropna(subset=[metric, TOKENS]), metric):.5f}"
+            f"leave-one-out MSE {loo:.5f}"
         )
         print(
             f"  a = {np.round(gf.model.a, 3)}, c = {gf.model.c:.3f}, informativeness i = "
             f"{ {short_label(k) or 'dataset': np.round(v, 3).tolist() for k, v in gf.info.items()} }"
         )
-    table = regret_table(clean, budgets, metric)
+    table = regret_table(clean, budgets, metric, dims)
     columns = [
         "budget",
         "n_candidates",

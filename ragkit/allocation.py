@@ -60,6 +60,26 @@ DEFAULT_DIMS: tuple[Dim, ...] = (
 )
 
 
+def parse_dim(text: str) -> Dim:
+    """``"keep=strategy.pruner.keep_ratio:default=1:offset=0"`` -> a :class:`Dim` (the form of
+    ``ragkit suggest --dim``): a name, the result column, and optionally the value for rows without
+    the column (default 0) and the log offset (default 1)."""
+    head, *options = text.split(":")
+    name, sep, column = head.partition("=")
+    if not sep or not name.strip() or not column.strip():
+        raise ValueError(f"--dim {text!r}: expected NAME=COLUMN[:default=X][:offset=Y]")
+    values = {"default": 0.0, "offset": 1.0}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if key not in values or not sep:
+            raise ValueError(f"--dim {text!r}: unknown option {option!r} (expected default=X or offset=Y)")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--dim {text!r}: {key} must be a number, got {value!r}") from None
+    return Dim(name.strip(), column.strip(), default=values["default"], offset=values["offset"])
+
+
 def empirical_logit(scores: Any, n_questions: Any = None) -> np.ndarray:
     """sigmoid^-1 of scores in [0, 1] that stays finite at 0 and 1 (see the module docstring)."""
     p = np.asarray(scores, dtype=float)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragkit.allocation import DEFAULT_DIMS, Dim, empirical_logit, fit, log_theta, parse_budget, sigmoid
+from ragkit.allocation import DEFAULT_DIMS, Dim, empirical_logit, fit, log_theta, parse_dim, sigmoid
 from ragkit.suggestion import fit_results, informativeness, regret_table, suggest
 
 A = np.array([0.45, 0.20, 0.30])
@@ -80,22 +80,41 @@ def test_extra_dimension_from_config():
     assert list(model.a_identified) == [True, True, False, True]  # n never varies: left out, not split
 
 
-@pytest.mark.parametrize("text, value", [("16k", 16000), ("1M", 1_000_000), ("2500", 2500), (" 1.5k ", 1500)])
-def test_parse_budget(text, value):
-    assert parse_budget(text) == value
+def test_parse_dim():
+    assert parse_dim("keep=strategy.pruner.keep_ratio:default=1:offset=0") == Dim(
+        "keep", "strategy.pruner.keep_ratio", default=1.0, offset=0.0
+    )
+    assert parse_dim("depth=strategy.rerank_depth") == Dim("depth", "strategy.rerank_depth")
+    for bad in ("keep", "keep=col:scale=2", "keep=col:offset=x"):
+        with pytest.raises(ValueError, match="--dim"):
+            parse_dim(bad)
 
 
-def test_parse_budget_rejects_garbage():
-    with pytest.raises(ValueError, match="16k"):
-        parse_budget("lots")
+def test_extra_dimension_read_from_result_columns():
+    dims = (*DEFAULT_DIMS, parse_dim("keep=strategy.pruner.keep_ratio:default=1:offset=0"))
+    rows = []
+    for k, keep in itertools.product([1, 2, 4, 8], [0.25, 0.5, None]):
+        theta = np.array([[k, 0, 0, 1.0 if keep is None else keep]])
+        score = sigmoid(log_theta(theta, dims) @ np.array([0.4, 0, 0, 0.5]) - 1.0)[0]
+        rows.append(
+            {
+                "strategy.type": "rag",
+                "strategy.k": k,
+                "strategy.pruner.keep_ratio": keep,
+                "effective_context_tokens": 100 * k,
+                "contains_answer": score,
+            }
+        )
+    [gf] = fit_results(pd.DataFrame(rows), "contains_answer", dims).values()
+    np.testing.assert_allclose(gf.model.a[[0, 3]], [0.4, 0.5], atol=1e-8)  # no pruner = keep ratio 1
 
 
 # -- result frames ---------------------------------------------------------------------------
 def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa"):
     """Results as load_results gives them, scored exactly by the model (plus RAG and full context)."""
     rows = []
-    for k, m, n in itertools.product([0, 1, 2, 4, 8], [0, 1, 2], [1, 2]):
-        strategy = "rag" if (m == 0 and n == 1) else ("drag" if n == 1 else "iterdrag")
+    for k, m, n in itertools.product([0, 1, 2, 4, 8], [0, 1, 2], [0, 1, 2]):
+        strategy = "rag" if (m == 0 and n == 0) else ("drag" if n == 0 else "iterdrag")
         theta = np.array([[k, m, n]], float)
         rows.append(
             {
@@ -106,7 +125,7 @@ def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa"):
                 "strategy.n": n if strategy == "iterdrag" else None,
                 "generator.model": "smollm2",
                 "dataset.name": dataset,
-                "effective_context_tokens": 50 + n * (m + 1) * (k * tokens_per_doc + 20),
+                "effective_context_tokens": 50 + (n + 1) * (m + 1) * (k * tokens_per_doc + 20),
                 "contains_answer": float(truth(theta, info)[0]),
                 "n_questions": 10_000,
             }
@@ -127,10 +146,10 @@ def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa"):
 
 def test_informativeness_from_zero_one_shot_and_one_document_runs():
     results = frame()
-    base = truth(np.array([[0, 0, 1.0]]), INFO["easy"])[0]
+    base = truth(np.array([[0, 0, 0.0]]), INFO["easy"])[0]
     i = informativeness(results, "contains_answer")
-    assert i[0] == pytest.approx(truth(np.array([[1, 0, 1.0]]), INFO["easy"])[0] - base)
-    assert i[1] == pytest.approx(truth(np.array([[0, 1, 1.0]]), INFO["easy"])[0] - base)
+    assert i[0] == pytest.approx(truth(np.array([[1, 0, 0.0]]), INFO["easy"])[0] - base)
+    assert i[1] == pytest.approx(truth(np.array([[0, 1, 0.0]]), INFO["easy"])[0] - base)
     assert i[2] == 0.0
 
 
@@ -162,7 +181,7 @@ def test_suggestion_respects_budgets_and_ranks_by_prediction():
 
 def test_untried_combinations_get_estimated_tokens():
     results = frame()
-    dropped = results[results["config_name"] != "drag k=4 m=1 n=1"]
+    dropped = results[results["config_name"] != "drag k=4 m=1 n=0"]
     table = suggest(dropped, [100_000], "contains_answer", top=100)
     row = table[table["configuration"].str.contains("not run")]
     assert len(row) == 1 and row.iloc[0]["tokens_source"] == "estimated"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,8 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from ragkit.allocation import DEFAULT_DIMS, Dim, parse_dim
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -114,7 +117,14 @@ def oracle_routes(source: str, results: pd.DataFrame, metric: str, tracking_uri:
 
 
 def analyse(
-    results: pd.DataFrame, budgets: list[int], metric: str, out_dir: Path, *, top: int, by: str
+    results: pd.DataFrame,
+    budgets: list[int],
+    metric: str,
+    out_dir: Path,
+    *,
+    top: int,
+    by: str,
+    dims: Sequence[Dim] = DEFAULT_DIMS,
 ) -> dict[str, Any]:
     """Fit, suggest, regret and plots for every group; writes everything into ``out_dir``."""
     from ragkit import plots
@@ -122,13 +132,13 @@ def analyse(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = results.dropna(subset=[metric, "effective_context_tokens"])
-    fits = fit_results(clean, metric, by=by)
-    table = suggest(clean, budgets, metric, top=top, by=by)
-    regret = regret_table(clean, budgets, metric, by=by)
+    fits = fit_results(clean, metric, dims, by=by)
+    table = suggest(clean, budgets, metric, dims, top=top, by=by)
+    regret = regret_table(clean, budgets, metric, dims, by=by)
     fit_doc, files = {}, []
     for i, (key, group) in enumerate(clean.groupby(group_of(clean, by), sort=True)):
         gf = fits.get(str(key))
-        pool = candidates(group, gf, metric)
+        pool = candidates(group, gf, metric, dims)
         title = f"{metric}: {short_label(str(key))}"
         files.append(
             plots.scaling_plot(pool, budgets, out_dir / f"scaling_{i}.png", metric=metric, title=title)
@@ -166,6 +176,14 @@ def suggest_command(
         bool, typer.Option("--log/--no-log", help="log artifacts to the parent run")
     ] = True,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default: the experiment's)")] = None,
+    dim: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dim",
+            help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y], e.g. "
+            "keep=strategy.pruner.keep_ratio:default=1:offset=0 (repeatable)",
+        ),
+    ] = None,
 ) -> None:
     """Suggest the budget-optimal configuration from finished runs (no model runs)."""
     from ragkit.budget import parse_tokens
@@ -177,6 +195,11 @@ def suggest_command(
     except ValueError as exc:
         console.print(f"[bold red]error:[/] --budget: {exc}")
         raise typer.Exit(2) from None
+    try:
+        dims = (*DEFAULT_DIMS, *(parse_dim(d) for d in dim or []))
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     results = load_results(source, tracking_uri)
     if results.empty:
         console.print(f"[bold red]error:[/] no finished configurations found for {source}")
@@ -187,12 +210,12 @@ def suggest_command(
     if output is None:
         stem = Path(source).stem if Path(source).is_file() else str(source)[:12]
         output = Path("runs") / stem / "suggest"
-    report = analyse(results, budgets, metric, output, top=top, by=by)
+    report = analyse(results, budgets, metric, output, top=top, by=by, dims=dims)
     for key, fit in report["fits"].items():
         console.print(
             f"[bold]{key}[/]: fitted on {fit['n_points']} configurations, R^2 {fit['r2']:.3f} "
             f"(logit {fit['r2_logit']:.3f}), MSE {fit['mse']:.5f}; "
-            f"a={fit['a']}, b={fit['b']}, c={fit['c']:.3f}"
+            f"theta={fit['dims']}: a={fit['a']}, b={fit['b']}, c={fit['c']:.3f}"
         )
     for (key, value), part in report["suggestions"].groupby(["group", "budget"], sort=False):
         console.print(_table(_display(part, metric), title=f"budget {value} tokens ({short_label(key)})"))
