@@ -97,6 +97,8 @@ def scaling_plot(
                 name, (budget, score), textcoords="offset points", xytext=(4, 6), fontsize=7, color="red"
             )
     ax.set_xscale("log", base=2)
+    ys = [v for col in ("measured", "predicted") for v in candidates[col].dropna()]
+    ax.set_ylim(0.0, min(1.0, max(ys, default=0.0) * 1.15 + 0.02))  # scores: from 0, no offset
     ax.set_xlabel("effective context tokens per question (log2)")
     ax.set_ylabel(metric)
     ax.set_title(title or f"{metric} vs effective context length")
