@@ -10,8 +10,9 @@ import re
 
 import pytest
 
+from ragkit.data._haystack_tools import TokenCounter, insertion_point, rendered, token_counter
 from ragkit.data.base import DatasetError
-from ragkit.data.haystack import Haystack, TokenCounter, insertion_point, rendered, token_counter
+from ragkit.data.haystack import Haystack
 from ragkit.data.jsonl import JsonlDataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

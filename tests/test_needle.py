@@ -5,8 +5,8 @@ import re
 
 import pytest
 
+from ragkit.data._haystack_tools import rendered, token_counter
 from ragkit.data.base import DatasetError
-from ragkit.data.haystack import rendered, token_counter
 from ragkit.data.needle import Needle
 from ragkit.longform import needle_recall, score_example, score_frame
 from ragkit.types import Prediction

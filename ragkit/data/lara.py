@@ -21,6 +21,7 @@ Hallucination questions are unanswerable from the document (``answerable=False``
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,7 @@ class LaRA(DatasetLoader):
 
     # -- files ---------------------------------------------------------------------------------
     def root(self) -> Path:
-        root = Path(self.path).expanduser()
+        root = Path(os.path.expandvars(self.path)).expanduser()
         if not (root / "query").is_dir():
             raise DatasetError(
                 f"lara dataset: field 'path': {root.resolve()} has no 'query/' folder; expected LaRA's"

@@ -30,15 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from ragkit.data.base import (
-    DatasetError,
-    DatasetLoader,
-    LoadedDataset,
-    file_revision,
-    read_memoised,
-    require_file,
-)
-from ragkit.data.haystack import (
+from ragkit.data._haystack_tools import (
     TokenCounter,
     fill,
     parse_depth,
@@ -46,6 +38,14 @@ from ragkit.data.haystack import (
     rendered,
     seeded,
     token_counter,
+)
+from ragkit.data.base import (
+    DatasetError,
+    DatasetLoader,
+    LoadedDataset,
+    file_revision,
+    read_memoised,
+    require_file,
 )
 from ragkit.data.packaged import packaged_data_path
 from ragkit.data.sentences import split_sentences
