@@ -133,6 +133,17 @@ class Needle(DatasetLoader):
     def note(self) -> str:
         return f"{self.n} {self.variant} needle question(s) in {self.length}-token essay haystacks"
 
+    def describe(self) -> dict[str, Any]:
+        """Without building the haystacks (that would load the tokenizer to list datasets)."""
+        info: dict[str, Any] = {"type": self.registry_name, "path": None, "available": False}
+        info.update(questions=self.n, note=self.note())
+        try:
+            info["path"] = str(self.source_path())
+            info["available"] = True
+        except (DatasetError, OSError) as exc:
+            info["note"] = str(exc)
+        return info
+
     def _check(self) -> None:
         if self.variant not in ("single", "multi-key", "multi-value"):
             raise DatasetError(
