@@ -237,6 +237,9 @@ def expand_component(kind: str, ref: Any, file: Any, path: str) -> list[dict[str
         resolved: dict[str, Any] = {"type": type_name}
         if name:
             resolved["name"] = name
+        # the stage version is part of the identity: a code change that alters outputs (a new
+        # prompt, a fixed bug) gets a new config hash, so old predictions are not resumed into it
+        resolved["version"] = str(getattr(cls, "version", "1"))
         resolved.update(combo)
         out.append(resolved)
     return out
@@ -261,7 +264,7 @@ def build_component(kind: str, resolved: dict[str, Any]) -> Any:
     fields = registry.params_model(cls).model_fields
     params = {}
     for pname, value in resolved.items():
-        if pname in ("type", "name"):
+        if pname in ("type", "name", "version"):
             continue
         sub_kind = component_kind(fields[pname].annotation)
         if sub_kind is not None and isinstance(value, dict):
