@@ -42,6 +42,9 @@ def experiment(questions: int, ks: list[int], generator: str, root: Path) -> dic
 
 def timed_run(spec: dict, cache_dir: Path) -> tuple[dict[str, float], dict[str, int], int]:
     """Run every configuration; seconds and calls inside each inner retriever, generator calls."""
+    # components that keep their own disk caches (dense embeddings) use the process-wide cache:
+    # point it at this run's folder too, so the cold runs are really cold
+    os.environ["RAGKIT_CACHE_DIR"] = str(cache_dir)
     prepared = prepare(load_experiment(spec), cache=Cache(cache_dir))
     seconds: dict[str, float] = {}
     for wrapped in {id(r): r for r in prepared.retrievers}.values():

