@@ -21,11 +21,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from ragkit.cache import Cache  # noqa: E402
-from ragkit.config import load_experiment  # noqa: E402
-from ragkit.runner import prepare, run_configuration  # noqa: E402
+from ragkit.cache import Cache
+from ragkit.config import load_experiment
+from ragkit.runner import prepare, run_configuration
 
 
 def experiment(questions: int, ks: list[int], generator: str, root: Path) -> dict:
@@ -73,7 +73,9 @@ def timed_run(spec: dict, cache_dir: Path) -> tuple[dict[str, float], dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--generator", default="scripted")
     args = parser.parse_args()
@@ -113,7 +115,9 @@ def main() -> None:
     )
     print(pd.DataFrame(rows).to_string(index=False))
     print(f"\nquestions: {args.questions}; generator: {args.generator}")
-    print(f"generations in the sweep: {sweep_generated}; in the re-run of the finished sweep: {again_generated}")
+    print(
+        f"generations in the sweep: {sweep_generated}; in the re-run of the finished sweep: {again_generated}"
+    )
     print(f"re-run retrieval seconds: {sum(again.values()):.3f} (every result from the cache)")
 
 

@@ -40,7 +40,9 @@ def test_unknown_component_did_you_mean(experiment_dict, tmp_path):
 def test_misspelled_parameter(experiment_dict, tmp_path):
     experiment_dict["arms"][0]["kk"] = 3
     path = write(tmp_path, experiment_dict)
-    with pytest.raises(ConfigError, match=r"arms\[0\]\.kk: unknown parameter for strategy 'rag'.*did you mean 'k'"):
+    with pytest.raises(
+        ConfigError, match=r"arms\[0\]\.kk: unknown parameter for strategy 'rag'.*did you mean 'k'"
+    ):
         load_experiment(path)
 
 

@@ -9,7 +9,10 @@ from ragkit.types import Chunk, Cost, Scored
 
 
 def scored(n):
-    return [Scored(Chunk(id=f"c{i}", doc_id=f"d{i}", text=f"t{i}", position=i), score=float(n - i)) for i in range(n)]
+    return [
+        Scored(Chunk(id=f"c{i}", doc_id=f"d{i}", text=f"t{i}", position=i), score=float(n - i))
+        for i in range(n)
+    ]
 
 
 def test_orders():

@@ -21,7 +21,9 @@ EXAMPLE = Example(
 
 
 def gen(window=4096):
-    return ScriptedGenerator(script={"treasure": "under the old oak tree"}, context_window=window, max_new_tokens=8)
+    return ScriptedGenerator(
+        script={"treasure": "under the old oak tree"}, context_window=window, max_new_tokens=8
+    )
 
 
 def test_rag_prompt_and_exact_token_accounting():
@@ -76,6 +78,8 @@ def test_full_context_estimate_matches_run():
     assert estimate.input_tokens == prediction.cost.input_tokens
 
 
-@pytest.mark.parametrize("where, expected", [("middle", [0, 1, 8, 9]), ("end", [0, 1, 2, 3]), ("start", [6, 7, 8, 9])])
+@pytest.mark.parametrize(
+    "where, expected", [("middle", [0, 1, 8, 9]), ("end", [0, 1, 2, 3]), ("start", [6, 7, 8, 9])]
+)
 def test_cut_tokens(where, expected):
     assert cut_tokens(list(range(10)), 4, where) == expected
