@@ -207,9 +207,14 @@ def suggest_command(
     if metric not in results.columns:
         console.print(f"[bold red]error:[/] --metric {metric!r} is not a result column")
         raise typer.Exit(2)
-    if output is None:
-        stem = Path(source).stem if Path(source).is_file() else str(source)[:12]
-        output = Path("runs") / stem / "suggest"
+    if output is None:  # next to the experiment's run folders, or ./runs/<run id>/suggest
+        if Path(source).is_file():
+            from ragkit.config import load_experiment
+
+            spec = load_experiment(source)
+            output = Path(spec.spec.output_dir) / spec.name / "suggest"
+        else:
+            output = Path("runs") / str(source)[:12] / "suggest"
     report = analyse(results, budgets, metric, output, top=top, by=by, dims=dims)
     for key, fit in report["fits"].items():
         console.print(
