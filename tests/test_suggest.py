@@ -83,8 +83,9 @@ def test_suggest_prints_ranked_budgets_writes_files_and_logs_to_the_parent_run(f
     client = mlflow.MlflowClient(tracking_uri=spec["tracking_uri"])
     experiment = client.get_experiment_by_name("suggest-test")
     [parent] = client.search_runs([experiment.experiment_id], filter_string="tags.`ragkit.role` = 'parent'")
-    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "suggest")}
-    assert {"suggest/suggestions.csv", "suggest/scaling_0.png", "suggest/allocation_fit.json"} <= logged
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "suggest/contains_answer")}
+    wanted = {"suggestions.csv", "scaling_0.png", "calibration_0.png", "allocation_fit.json", "regret.csv"}
+    assert {f"suggest/contains_answer/{name}" for name in wanted} <= logged
 
 
 def test_suggest_reads_an_mlflow_parent_run_too(finished, tmp_path):

@@ -58,6 +58,10 @@ def _display(part: pd.DataFrame, metric: str) -> pd.DataFrame:
     )
 
 
+def _round(values: list[float | None]) -> list[float | None]:
+    return [None if v is None else round(v, 3) for v in values]
+
+
 def parent_run(source: str, tracking_uri: str | None = None) -> tuple[str | None, str]:
     """The MLflow parent run of ``source`` (an experiment YAML or a parent run id) and its store."""
     from ragkit.tracking import resolve_tracking_uri
@@ -220,7 +224,7 @@ def suggest_command(
         console.print(
             f"[bold]{key}[/]: fitted on {fit['n_points']} configurations, R^2 {fit['r2']:.3f} "
             f"(logit {fit['r2_logit']:.3f}), MSE {fit['mse']:.5f}; "
-            f"theta={fit['dims']}: a={fit['a']}, b={fit['b']}, c={fit['c']:.3f}"
+            f"theta={fit['dims']}: a={_round(fit['a'])}, b={_round(fit['b'])}, c={fit['c']:.3f}"
         )
     for (key, value), part in report["suggestions"].groupby(["group", "budget"], sort=False):
         console.print(_table(_display(part, metric), title=f"budget {value} tokens ({short_label(key)})"))
@@ -262,8 +266,8 @@ def suggest_command(
 
         client = mlflow.MlflowClient(tracking_uri=uri)
         for path in report["files"]:
-            client.log_artifact(run_id, str(path), artifact_path="suggest")
-        console.print(f"logged {len(report['files'])} artifacts to MLflow run {run_id} (suggest/)")
+            client.log_artifact(run_id, str(path), artifact_path=f"suggest/{metric}")
+        console.print(f"logged {len(report['files'])} artifacts to MLflow run {run_id} (suggest/{metric}/)")
 
 
 def register(app: typer.Typer) -> None:
