@@ -107,6 +107,9 @@ def test_train_pruner_command_trains_a_model_that_loads_and_prunes(tmp_path, mon
     losses = saved["epoch_losses"]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     assert 0.0 <= saved["metrics"]["heldout_recall"] <= 1.0
+    config = json.loads((out / "provence_lite.json").read_text())
+    assert config["calibrated_on"] == "train"  # the only source, named by the JSONL's stem
+    assert saved["default_threshold"] == saved["metrics"]["heldout_train_threshold"]
 
     import mlflow
 
@@ -128,3 +131,16 @@ def test_train_pruner_command_trains_a_model_that_loads_and_prunes(tmp_path, mon
     pruner = build("pruner", "provence-lite", {"model": str(out), "threshold": 0.0})
     [kept] = pruner.prune(["What colour is the kite of Person99?"], [[Scored(chunk, 1.0)]])
     assert kept[0].chunk.text == chunk.text and 0.0 <= kept[0].score <= 1.0
+
+
+def test_train_pruner_rejects_an_unknown_calibration_source_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from ragkit.cli import app
+
+    path = write_training_set(tmp_path / "train.jsonl", n=4)
+    args = ["train-pruner", "--data", str(path), "--calibrate-on", "squad", "--output", str(tmp_path / "m")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--calibrate-on 'squad'" in result.output and "['train']" in result.output
+    assert not (tmp_path / "m").exists()

@@ -29,6 +29,10 @@ def train_pruner(
     target_recall: Annotated[
         float, typer.Option(help="held-out sentence recall the default threshold is calibrated to")
     ] = 0.9,
+    calibrate_on: Annotated[
+        str | None,
+        typer.Option(help="held-out source the default threshold is calibrated on (default: first --data)"),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -56,6 +60,7 @@ def train_pruner(
         lr=lr,
         freeze_layers=freeze_layers,
         target_recall=target_recall,
+        calibrate_on=calibrate_on,
         device=device,
         threads=threads,
         seed=seed,

