@@ -109,10 +109,16 @@ def estimate(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None
 def report(
     file: Annotated[str, typer.Argument(help="experiment YAML or MLflow parent run id")],
     by: Annotated[list[str] | None, typer.Option("--by", help="break down by a column or meta field")] = None,
-    metric: Annotated[str, typer.Option(help="metric for breakdowns")] = "contains_answer",
+    metric: Annotated[str, typer.Option(help="metric for breakdowns and paired comparisons")] = (
+        "contains_answer"
+    ),
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="configuration name or config-hash prefix: paired differences against it"),
+    ] = None,
 ) -> None:
     """Tables of finished results (no model runs)."""
-    from ragkit.report import breakdown, display_table, load_results, load_scores
+    from ragkit.report import breakdown, display_table, load_results, load_scores, paired_against
 
     results = load_results(file)
     if results.empty:
@@ -125,6 +131,12 @@ def report(
             )
         except KeyError as exc:
             _fail(exc)
+    if baseline:
+        try:
+            table = paired_against(load_scores(file), baseline, metric)
+        except KeyError as exc:
+            _fail(exc)
+        print_frame(table, title=f"{metric}: paired difference against {baseline} (same questions)")
 
 
 @app.command()

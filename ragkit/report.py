@@ -156,3 +156,36 @@ def breakdown(scores: pd.DataFrame, by: Sequence[str], metric: str = "contains_a
             raise KeyError(f"no column {name!r} (or meta_{name}) in the per-question scores")
     grouped = scores.groupby(["config_name", *columns], dropna=False)[metric]
     return grouped.agg(["mean", "count"]).reset_index().rename(columns={"mean": metric, "count": "n"})
+
+
+def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_answer") -> pd.DataFrame:
+    """Every configuration minus ``baseline`` on the questions both answered, with a 95% paired
+    bootstrap interval: the comparison to read when the per-configuration intervals overlap (the
+    same questions make the paired interval much narrower). ``baseline`` is a configuration name
+    or a prefix of its config hash."""
+    from ragkit.metrics import paired_difference
+
+    names = scores["config_name"].astype(str)
+    chosen = scores[(names == baseline) | scores["config_hash"].astype(str).str.startswith(baseline)]
+    if chosen.empty:
+        known = ", ".join(sorted(names.unique()))
+        raise KeyError(f"no configuration {baseline!r} (a name or config-hash prefix); have: {known}")
+    if chosen["config_hash"].nunique() > 1:
+        raise KeyError(f"{baseline!r} matches several configurations: give more of the config hash")
+    base_hash = chosen["config_hash"].iloc[0]
+    rows = []
+    for (config_hash, name), frame in scores.groupby(["config_hash", "config_name"], sort=False):
+        if config_hash == base_hash:
+            continue
+        diff, low, high = paired_difference(frame, chosen, metric)
+        shared = frame["example_id"].isin(chosen["example_id"]).sum()
+        rows.append(
+            {
+                "configuration": name,
+                f"{metric} - baseline": round(diff, 3),
+                "95% CI": f"[{low:.3f}, {high:.3f}]",
+                "n (shared)": int(shared),
+                "reading": "differs" if low > 0 or high < 0 else "not distinguishable",
+            }
+        )
+    return pd.DataFrame(rows)

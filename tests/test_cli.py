@@ -43,3 +43,30 @@ def test_datasets_lists_packaged_data():
     result = runner.invoke(app, ["datasets"])
     assert result.exit_code == 0, result.output
     assert "hotpotqa-distractor" in result.output and "7405" in result.output
+
+
+def test_paired_against_a_baseline_uses_the_shared_questions():
+    import pandas as pd
+
+    from ragkit.report import paired_against
+
+    rows = [("aaa", "base", f"q{i}", v) for i, v in enumerate([0, 0, 0, 0, 1, 1])]
+    rows += [("bbb", "better", f"q{i}", 1) for i in range(6)]
+    rows += [("ccc", "partial", "q4", 0), ("ccc", "partial", "q5", 0)]  # answered only two questions
+    scores = pd.DataFrame(rows, columns=["config_hash", "config_name", "example_id", "contains_answer"])
+    table = paired_against(scores, "base").set_index("configuration")
+    assert table.loc["better", "contains_answer - baseline"] == round(4 / 6, 3)
+    assert table.loc["better", "reading"] == "differs"  # every paired difference is >= 0, four are 1
+    assert table.loc["partial", "contains_answer - baseline"] == -1.0
+    assert table.loc["partial", "n (shared)"] == 2
+    assert len(paired_against(scores, "bb")) == 2  # a config-hash prefix names the baseline too
+
+
+def test_report_baseline_prints_paired_differences_and_rejects_unknown_names(experiment_dict, tmp_path):
+    path = write(tmp_path, experiment_dict)
+    assert runner.invoke(app, ["run", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["report", str(path), "--baseline", "full_context"])
+    assert result.exit_code == 0, result.output
+    assert "paired difference against full_context" in result.output and "n (shared)" in result.output
+    bad = runner.invoke(app, ["report", str(path), "--baseline", "nope"])
+    assert bad.exit_code == 2 and "no configuration 'nope'" in bad.output and "full_context" in bad.output
