@@ -69,6 +69,15 @@ def test_bm25_finds_the_obvious_chunk(backend: str) -> None:
     assert all(len(h) == 3 and h[0].score >= h[1].score >= h[2].score for h in hits)
 
 
+def test_bm25s_debug_logging_is_silenced(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.DEBUG):  # root at DEBUG: only the bm25s logger's own level filters
+        BM25Retriever(backend="bm25s").retrieve(QUERIES[:1], make_corpus(), 2)
+    assert logging.getLogger("bm25s").level == logging.WARNING
+    assert not [r for r in caplog.records if r.name.startswith("bm25s")]
+
+
 def test_bm25_backends_agree_on_ranking_and_scores() -> None:
     corpus = make_corpus()
     fast = BM25Retriever(backend="bm25s").retrieve(QUERIES, corpus, len(corpus))

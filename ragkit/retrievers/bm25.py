@@ -65,9 +65,24 @@ def stopword_set(stopwords: str | None) -> frozenset[str]:
             f"bm25 retriever: field 'stopwords' is {stopwords!r};"
             f" expected null or one of {sorted(_STOPWORD_LISTS)}"
         )
+    _import_bm25s()
     import bm25s.stopwords
 
     return frozenset(getattr(bm25s.stopwords, _STOPWORD_LISTS[stopwords]))
+
+
+def _import_bm25s() -> Any:
+    """bm25s, imported lazily. Its ``__init__`` sets its logger to DEBUG, which floods every run's
+    output with "Building index from tokens" (the CLI's WARNING level is set before this import):
+    put it back to WARNING unless the user chose a level for it on purpose (DEBUG is bm25s' own)."""
+    import logging
+
+    import bm25s
+
+    bm25s_logger = logging.getLogger("bm25s")
+    if bm25s_logger.level == logging.DEBUG:
+        bm25s_logger.setLevel(logging.WARNING)
+    return bm25s
 
 
 def tokenize(text: str, stop: frozenset[str], lowercase: bool = True) -> list[str]:
@@ -137,8 +152,7 @@ class BM25Retriever(Retriever):
             raise ValueError(
                 f"bm25 retriever: field 'backend' is {self.backend!r}; expected 'bm25s' or 'rank_bm25'"
             )
-        import bm25s
-
+        bm25s = _import_bm25s()
         engine = bm25s.BM25(k1=self.k1, b=self.b, method="atire", idf_method="lucene", dtype="float64")
         engine.index(docs, create_empty_token=False, show_progress=False)
         scores = engine.scores
