@@ -428,15 +428,42 @@ def load_experiment(
     shared = [
         k for k in _varying_leaves([c.resolved for c in configurations]) if not k.startswith("strategy.")
     ]
+    # A name shows what varies: across the whole experiment (dataset, generator), across the arms
+    # of the same strategy (e.g. which pruner: several `rag` arms would otherwise all be "rag"),
+    # and inside the arm (its sweep axes).
     for index in range(len(spec.arms)):
         group = [c for c in configurations if c.arm == index]
-        varying = shared + [
-            k for k in _varying_leaves([c.resolved for c in group]) if k.startswith("strategy.")
-        ]
+        kind = group[0].resolved["strategy"]["type"] if group else None
+        same_type = [c for c in configurations if c.resolved["strategy"]["type"] == kind]
+        varying = list(
+            dict.fromkeys(
+                shared
+                + [k for k in _varying_leaves([c.resolved for c in same_type]) if k.startswith("strategy.")]
+                + [k for k in _varying_leaves([c.resolved for c in group]) if k.startswith("strategy.")]
+            )
+        )
         for c in group:
             flat = _flatten(c.resolved)
-            parts = [f"{_short(k)}={flat[k]}" for k in varying if k in flat and k != "strategy.type"]
+            parts = [
+                f"{_short(k)}={'none' if flat.get(k) is None else flat[k]}"
+                for k in varying
+                if k != "strategy.type"
+            ]
             c.name = " ".join([c.name, *parts]) if parts else c.name
+    # Still ambiguous: the difference hides inside a component whose identity varies (two arms
+    # with the same pruner at different thresholds next to an arm with another pruner).
+    by_name: dict[str, list[Configuration]] = {}
+    for c in configurations:
+        by_name.setdefault(c.name, []).append(c)
+    for same in (g for g in by_name.values() if len(g) > 1):
+        hidden = _varying_leaves([c.resolved for c in same])
+        for c in same:
+            flat = _flatten(c.resolved)
+            c.name = " ".join([c.name, *(f"{_short(k)}={flat.get(k, 'none')}" for k in hidden)])
+    names = [c.name for c in configurations]
+    for c in configurations:
+        if names.count(c.name) > 1:
+            c.name = f"{c.name} (arm {c.arm})"
     seen: dict[str, int] = {}
     for c in configurations:
         if c.hash in seen:

@@ -22,6 +22,37 @@ def test_sweep_expansion_and_names(experiment_dict):
     assert len(hashes) == 5
 
 
+def test_arms_of_the_same_strategy_get_distinct_names(experiment_dict):
+    bm25 = {"type": "bm25"}
+    experiment_dict["arms"] = [
+        {"strategy": "rag", "retriever": bm25, "k": 2},
+        {"strategy": "rag", "retriever": bm25, "k": 2, "pruner": {"type": "oracle"}},
+        {"strategy": "rag", "retriever": bm25, "k": [1, 3]},
+        {"strategy": "full_context"},
+    ]
+    names = [c.name for c in load_experiment(experiment_dict).configurations]
+    assert names == [
+        "rag k=2 pruner=none",
+        "rag k=2 pruner=oracle",
+        "rag k=1 pruner=none",
+        "rag k=3 pruner=none",
+        "full_context",
+    ]
+
+
+def test_a_difference_hidden_inside_a_varying_component_is_named(experiment_dict):
+    bm25 = {"type": "bm25"}
+    experiment_dict["arms"] = [
+        {"strategy": "rag", "retriever": bm25, "pruner": {"type": "sentence-similarity", "threshold": 0.3}},
+        {"strategy": "rag", "retriever": bm25, "pruner": {"type": "sentence-similarity", "threshold": 0.5}},
+        {"strategy": "rag", "retriever": bm25, "pruner": {"type": "oracle"}},
+    ]
+    names = [c.name for c in load_experiment(experiment_dict).configurations]
+    assert len(set(names)) == 3
+    assert names[0].endswith("pruner.threshold=0.3") and names[1].endswith("pruner.threshold=0.5")
+    assert names[2] == "rag pruner=oracle"
+
+
 def test_defaults_are_resolved_into_the_config(experiment_dict):
     rag = load_experiment(experiment_dict).configurations[0].resolved["strategy"]
     assert rag["order"] == "score" and rag["reranker"] is None
