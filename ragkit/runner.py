@@ -285,7 +285,9 @@ def run_experiment(
             qhash = questions_hash(e.id for e in dataset.examples)
             key = f"{result.configuration.hash}:{qhash}"
             if key in logged:
-                result.run_id = logged[key]
+                result.run_id, logged_name = logged[key]
+                if logged_name != result.configuration.name:
+                    tracker.rename(result.run_id, result.configuration.name)
             else:
                 result.run_id = tracker.log_configuration(
                     name=result.configuration.name,

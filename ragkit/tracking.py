@@ -129,8 +129,8 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         return run.info.run_id
 
-    def logged_children(self) -> dict[str, str]:
-        """(config_hash:questions_hash) -> run id of finished child runs."""
+    def logged_children(self) -> dict[str, tuple[str, str]]:
+        """(config_hash:questions_hash) -> (run id, run name) of finished child runs."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=(
@@ -138,7 +138,14 @@ class Tracker:
             ),
             max_results=5000,
         )
-        return {r.data.tags.get("ragkit.child_key", ""): r.info.run_id for r in runs}
+        return {r.data.tags.get("ragkit.child_key", ""): (r.info.run_id, r.info.run_name) for r in runs}
+
+    def rename(self, run_id: str, name: str) -> None:
+        """A configuration's name follows the experiment (e.g. after an arm was added beside it)."""
+        from mlflow.entities import RunTag
+
+        tags = [RunTag("mlflow.runName", name), RunTag("ragkit.config_name", name)]
+        self.client.log_batch(run_id, tags=tags)
 
     def log_configuration(
         self,

@@ -120,6 +120,13 @@ def test_mlflow_layout(experiment_dict):
     parent_artifacts = {a.path for a in client.list_artifacts(parent_id)}
     assert {"experiment.yaml", "results.csv"} <= parent_artifacts
 
+    # A configuration logged under an older name (naming rules changed) is renamed, not duplicated.
+    client.set_tag(child_id, "mlflow.runName", "old name")
+    run(experiment_dict)
+    again = mlflow.search_runs(experiment_names=["test-exp"])
+    assert len(again) == 4 and "old name" not in set(again["tags.mlflow.runName"])
+    assert client.get_run(child_id).data.tags["ragkit.config_name"] == client.get_run(child_id).info.run_name
+
 
 def test_limit_runs_a_prefix(experiment_dict):
     results = run(experiment_dict, limit=3)
