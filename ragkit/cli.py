@@ -126,9 +126,15 @@ def report(
     print_frame(display_table(results), title="results (95% intervals)")
     if by:
         try:
-            print_frame(
-                breakdown(load_scores(file), by, metric).round(3), title=f"{metric} by {', '.join(by)}"
-            )
+            scores = load_scores(file)
+            # The joint table, then (with several fields) one table per field pooling the others.
+            tables = [by] + ([[field] for field in by] if len(by) > 1 else [])
+            for fields in tables:
+                pooled = [f for f in by if f not in fields]
+                title = f"{metric} by {', '.join(fields)}"
+                title += f" (pooled over {', '.join(pooled)})" if pooled else ""
+                frame = breakdown(scores, fields, metric, pool=pooled)
+                print_frame(frame.round(3), title=title)
         except KeyError as exc:
             _fail(exc)
     if baseline:

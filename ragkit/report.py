@@ -144,8 +144,19 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def breakdown(scores: pd.DataFrame, by: Sequence[str], metric: str = "contains_answer") -> pd.DataFrame:
-    """Mean ``metric`` per configuration and per value of the ``by`` columns (with counts)."""
+def breakdown(
+    scores: pd.DataFrame, by: Sequence[str], metric: str = "contains_answer", pool: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Mean ``metric`` (with its 95% interval and count) per method and per value of the ``by``
+    columns. The method is the configuration name without its ``field=value`` parts for the
+    ``by`` fields: in a haystack sweep, "rag length=2000 depth=0.5" counts as method "rag" in a
+    breakdown by length and depth, so each arm gets one row per (length, depth). Fields in
+    ``pool`` leave the method name too, so their questions are pooled: ``by=["length"],
+    pool=["depth"]`` gives one row per arm and length over all depths. A pooled row counts a
+    question once per pooled value (the same questions at three depths), so its interval, which
+    treats rows as independent, is narrower than the evidence warrants: read it as descriptive."""
+    from ragkit.metrics import bootstrap_interval, wilson_interval
+
     columns = []
     for name in by:
         for candidate in (name, f"meta_{name}"):
@@ -154,8 +165,28 @@ def breakdown(scores: pd.DataFrame, by: Sequence[str], metric: str = "contains_a
                 break
         else:
             raise KeyError(f"no column {name!r} (or meta_{name}) in the per-question scores")
-    grouped = scores.groupby(["config_name", *columns], dropna=False)[metric]
-    return grouped.agg(["mean", "count"]).reset_index().rename(columns={"mean": metric, "count": "n"})
+    if metric not in scores.columns:
+        raise KeyError(f"no metric column {metric!r} in the per-question scores")
+    prefixes = tuple(f"{name}=" for name in [*by, *pool])
+    frame = scores.assign(
+        method=scores["config_name"].map(
+            lambda n: " ".join(t for t in str(n).split(" ") if not t.startswith(prefixes))
+        )
+    )
+    rows = []
+    for keys, group in frame.groupby(["method", *columns], dropna=False, sort=True):
+        values = group[metric].astype(float).dropna().to_numpy()
+        binary = set(values.tolist()) <= {0.0, 1.0}
+        low, high = (
+            (wilson_interval(values.sum(), len(values)) if binary else bootstrap_interval(values))
+            if len(values)
+            else (float("nan"), float("nan"))
+        )
+        row = dict(zip(["method", *[c.removeprefix("meta_") for c in columns]], keys, strict=True))
+        row.update({metric: values.mean() if len(values) else float("nan"), "95% CI low": low})
+        row.update({"95% CI high": high, "n": len(values)})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_answer") -> pd.DataFrame:

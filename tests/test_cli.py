@@ -70,3 +70,27 @@ def test_report_baseline_prints_paired_differences_and_rejects_unknown_names(exp
     assert "paired difference against full_context" in result.output and "n (shared)" in result.output
     bad = runner.invoke(app, ["report", str(path), "--baseline", "nope"])
     assert bad.exit_code == 2 and "no configuration 'nope'" in bad.output and "full_context" in bad.output
+
+
+def test_breakdown_groups_by_method_and_pools_other_fields():
+    import pandas as pd
+
+    from ragkit.report import breakdown
+
+    rows = []
+    for length in (1000, 2000):
+        for depth in (0.0, 1.0):
+            for arm, right in (("rag", 1.0), ("full_context", float(depth == 0.0))):
+                name = f"{arm} length={length} depth={depth}"
+                rows += [(name, length, depth, right, f"q{i}") for i in range(4)]
+    scores = pd.DataFrame(
+        rows, columns=["config_name", "meta_length", "meta_depth", "contains_answer", "example_id"]
+    )
+    joint = breakdown(scores, ["length", "depth"])
+    assert set(joint["method"]) == {"rag", "full_context"} and len(joint) == 8 and set(joint["n"]) == {4}
+    by_length = breakdown(scores, ["length"], pool=["depth"]).set_index(["method", "length"])
+    assert by_length.loc[("full_context", 1000), "contains_answer"] == 0.5  # right at depth 0 only
+    assert by_length.loc[("rag", 2000), "n"] == 8
+    assert by_length.loc[("rag", 2000), "95% CI low"] < 1.0  # Wilson interval for a 0/1 metric
+    unpooled = breakdown(scores, ["length"])  # depth stays in the method name when not pooled
+    assert "full_context depth=0.0" in set(unpooled["method"])
