@@ -165,6 +165,22 @@ def append_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
         os.fsync(handle.fileno())
 
 
+def parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns mixing Python types (a dataset's meta field that is 3 in one record and "1,2" in
+    another, as LaRA's ``context_order``) cannot be written by Arrow: they become strings."""
+    import pyarrow as pa
+
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype != object:
+            continue
+        try:
+            pa.array(out[column], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            out[column] = out[column].map(lambda v: None if v is None else str(v))
+    return out
+
+
 def _write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
     tmp = path.with_name(f"tmp_{path.name}")
     writer(tmp)
@@ -255,6 +271,7 @@ def run_configuration(
     scores.insert(2, "references", [" | ".join(e.answers) for e in examples])
     scores["config_hash"] = configuration.hash
     scores["config_name"] = configuration.name
+    scores = parquet_safe(scores)
     _write_atomic(run_dir / "scores.parquet", lambda p: scores.to_parquet(p, index=False))
     summary_doc = {"name": configuration.name, "config_hash": configuration.hash, **summary}
     _write_atomic(run_dir / "summary.json", lambda p: p.write_text(json.dumps(summary_doc, indent=2)))

@@ -133,3 +133,22 @@ def test_limit_runs_a_prefix(experiment_dict):
     assert all(r.summary["n_questions"] == 3 for r in results)
     summary = json.loads((results[0].run_dir / "summary.json").read_text())
     assert summary["n_questions"] == 3
+
+
+def test_scores_with_mixed_type_meta_are_written(tmp_path):
+    from ragkit.runner import parquet_safe
+
+    frame = pd.DataFrame(
+        {"meta_context_order": [3, "1,2", None], "meta_parts": [[1, 2], [3], None], "x": [1, 2, 3]}
+    )
+    import pyarrow as pa
+
+    with pytest.raises((pa.ArrowTypeError, pa.ArrowInvalid)):  # what Arrow does with the raw frame
+        frame.to_parquet(tmp_path / "raw.parquet")
+    safe = parquet_safe(frame)
+    safe.to_parquet(tmp_path / "safe.parquet")
+    back = pd.read_parquet(tmp_path / "safe.parquet")
+    assert (
+        back["meta_context_order"].tolist()[:2] == ["3", "1,2"] and back["meta_context_order"].isna().iloc[2]
+    )
+    assert list(back["meta_parts"].iloc[0]) == [1, 2]  # a column Arrow can write is left as it is
