@@ -165,6 +165,17 @@ def append_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
         os.fsync(handle.fileno())
 
 
+def checkpoint_every(batch_size: int, generator: Any) -> int:
+    """Questions per runner batch (predictions reach disk after each): the experiment's
+    ``batch_size``, but never more than the generator batches itself. A generator that takes one
+    32k-token prompt at a time would otherwise run 16 questions (an hour on a CPU) before the
+    first write, and a kill would lose them all."""
+    inner = getattr(generator, "inner", generator)
+    own = getattr(inner, "batch_size", None)
+    size = max(1, batch_size)
+    return min(size, own) if isinstance(own, int) and own >= 1 else size
+
+
 def parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns mixing Python types (a dataset's meta field that is 3 in one record and "1,2" in
     another, as LaRA's ``context_order``) cannot be written by Arrow: they become strings."""
@@ -241,7 +252,7 @@ def run_configuration(
     done = read_predictions(predictions_path)
     examples = dataset.examples
     todo = [e for e in examples if e.id not in done]
-    batch = max(1, experiment.spec.batch_size)
+    batch = checkpoint_every(experiment.spec.batch_size, generator)
     generated = 0
     if progress:
         progress(configuration.name, len(examples) - len(todo), len(examples))

@@ -152,3 +152,17 @@ def test_scores_with_mixed_type_meta_are_written(tmp_path):
         back["meta_context_order"].tolist()[:2] == ["3", "1,2"] and back["meta_context_order"].isna().iloc[2]
     )
     assert list(back["meta_parts"].iloc[0]) == [1, 2]  # a column Arrow can write is left as it is
+
+
+def test_checkpoints_follow_the_generator_batch():
+    from types import SimpleNamespace
+
+    from ragkit.cached import CachedGenerator
+    from ragkit.runner import checkpoint_every
+
+    one_at_a_time = SimpleNamespace(batch_size=1)
+    assert checkpoint_every(16, one_at_a_time) == 1
+    assert checkpoint_every(16, CachedGenerator.__new__(CachedGenerator)) == 16  # no batch size known
+    wrapped = CachedGenerator.__new__(CachedGenerator)
+    wrapped.inner = SimpleNamespace(batch_size=8)
+    assert checkpoint_every(16, wrapped) == 8 and checkpoint_every(4, wrapped) == 4
