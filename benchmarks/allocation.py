@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ragkit.allocation import DEFAULT_DIMS, fit, parse_dim, sigmoid
+from ragkit.allocation import DEFAULT_DIMS, fit, log_theta, parse_dim, sigmoid, with_dims
 from ragkit.budget import parse_tokens
 from ragkit.suggestion import (
     TOKENS,
@@ -42,12 +42,12 @@ from ragkit.suggestion import (
 def synthetic_check(seed: int = 0, n_questions: int = 100) -> None:
     """Scores drawn (binomially, N questions) from a known model over 3 datasets; fitted back."""
     rng = np.random.default_rng(seed)
-    a, b, c = np.array([0.35, 0.15, 0.25]), np.array([1.2, -0.6, 0.0]), -1.8
-    grid = np.array(list(itertools.product([0, 1, 2, 4, 8, 16], [0, 1, 2, 4], [0, 1, 2])), dtype=float)
+    a, b, c = np.array([0.12, 0.05, 0.25]), np.array([0.8, -0.4, 0.0]), -1.0
+    grid = np.array(list(itertools.product([0, 1, 2, 4, 8, 16], [0, 1, 2, 4], [1, 2, 3])), dtype=float)
     infos = [np.array([0.3, 0.05, 0]), np.array([0.05, 0.2, 0]), np.array([0.15, 0.1, 0])]
     theta = np.vstack([grid] * len(infos))
     info = np.vstack([np.tile(i, (len(grid), 1)) for i in infos])
-    truth = sigmoid((np.log(theta + 1) * (a + b * info)).sum(axis=1) + c)
+    truth = sigmoid((log_theta(theta, DEFAULT_DIMS) * (a + b * info)).sum(axis=1) + c)
     scores = rng.binomial(n_questions, truth) / n_questions
     started = time.perf_counter()
     model = fit(theta, scores, info, n_questions=n_questions)
@@ -96,7 +96,7 @@ def main() -> None:
     metric = args.metric
     clean = results.dropna(subset=[metric, TOKENS])
     print(f"{args.source}: {len(clean)} finished configurations, metric {metric}, budgets {budgets}\n")
-    dims = (*DEFAULT_DIMS, *(parse_dim(d) for d in args.dim))
+    dims = with_dims([parse_dim(d) for d in args.dim])
     fits = fit_results(clean, metric, dims)
     keys = group_of(clean)
     for key, group in clean.groupby(keys, sort=True):

@@ -9,7 +9,6 @@ combination, estimated) mean effective context tokens per question is within it.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,25 +34,13 @@ def _key(row: Any, columns: Sequence[str]) -> str:
 
 
 def theta_of(results: Any, dims: Sequence[Dim] = DEFAULT_DIMS) -> np.ndarray:
-    """(N, d) theta of result rows, with each dimension's default where the column is missing/NaN."""
+    """(N, d) theta of result rows (each dimension's default where the column is missing/NaN, then
+    its floor: RAG and DRAG have n = 1)."""
     out = np.empty((len(results), len(dims)))
     for j, dim in enumerate(dims):
-        if dim.column in results.columns:
-            values = np.array([_number(v, dim.default) for v in results[dim.column]], dtype=float)
-        else:
-            values = np.full(len(results), dim.default)
-        out[:, j] = values
+        values = results[dim.column] if dim.column in results.columns else [None] * len(results)
+        out[:, j] = dim.read(values)
     return out
-
-
-def _number(value: Any, default: float) -> float:
-    if value is None or value == "" or value == "None":
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return default if math.isnan(number) else number
 
 
 def parametric(results: Any) -> Any:
@@ -63,13 +50,13 @@ def parametric(results: Any) -> Any:
 
 
 def informativeness(results: Any, metric: str, dims: Sequence[Dim] = DEFAULT_DIMS) -> np.ndarray:
-    """``(i_doc, i_shot, 0, ...)`` of one (generator, dataset) from its zero-shot (k=0, m=0),
-    one-document (k=1, m=0) and one-shot (k=0, m=1) single-call configurations; a component is 0
-    when the sweep lacks the configurations it needs."""
+    """``(i_doc, i_shot, 0, ...)`` of one (generator, dataset) from its zero-shot (k=0, m=0, n=1),
+    one-document (k=1, m=0, n=1) and one-shot (k=0, m=1, n=1) configurations (App. H); a component
+    is 0 when the sweep lacks the configurations it needs."""
     rows = parametric(results)
     theta = theta_of(rows, dims)
     names = [d.name for d in dims]
-    base = {d.name: d.default for d in dims} | {"k": 0.0, "m": 0.0, "n": 0.0}
+    base = {d.name: d.default for d in dims} | {"k": 0.0, "m": 0.0}
 
     def score_at(**values: float) -> float | None:
         want = np.array([values.get(n, base.get(n, 0.0)) for n in names])

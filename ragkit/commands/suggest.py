@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragkit.allocation import DEFAULT_DIMS, Dim, parse_dim
+from ragkit.allocation import DEFAULT_DIMS, Dim, parse_dim, with_dims
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -184,8 +184,10 @@ def suggest_command(
         list[str] | None,
         typer.Option(
             "--dim",
-            help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y], e.g. "
-            "keep=strategy.pruner.keep_ratio:default=1:offset=0 (repeatable)",
+            help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y][:min=Z], read as "
+            "log(value + offset) (offset 0.01 by default, as in the paper), e.g. "
+            "keep=strategy.pruner.keep_ratio:default=1:offset=0; a name k, m or n replaces that "
+            "dimension, e.g. k=strategy.k:offset=1 (repeatable)",
         ),
     ] = None,
 ) -> None:
@@ -200,7 +202,7 @@ def suggest_command(
         console.print(f"[bold red]error:[/] --budget: {exc}")
         raise typer.Exit(2) from None
     try:
-        dims = (*DEFAULT_DIMS, *(parse_dim(d) for d in dim or []))
+        dims = with_dims([parse_dim(d) for d in dim or []])
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
