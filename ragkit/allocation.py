@@ -19,12 +19,14 @@ What the paper says, and what this module does:
 - i (§5.1, App. H): ``i = (i_doc, i_shot, 0)``, computed "in each strategy and task":
   ``i_doc = P(k=1, m=0, n=1) - P(k=0, m=0, n=1)``, ``i_shot = P(k=0, m=1, n=1) - P(k=0, m=0,
   n=1)``; an i_iter "does not yield improved accuracy, so we leave it as 0". Measured per
-  dataset (not yet per strategy) by :func:`ragkit.suggestion.informativeness`.
+  dataset and strategy (RAG counted as DRAG) by :func:`ragkit.suggestion.informativeness_table`,
+  which falls back to DRAG's i when a strategy's sweep lacks those configurations (our choice).
 - estimation (§5.1, App. F/H): ordinary least squares; "we constrain the last element of b,
   leaving six learnable parameters"; a, b, c "are specific to a certain model" and fitted across
   tasks, and i alone carries the task. Here :func:`fit` fits ``b_j`` only where ``i_j`` varies over
   the fitted rows (never ``b_n``: ``i_n = 0``); otherwise ``a`` absorbs ``b ⊙ i``.
-  :mod:`ragkit.suggestion` fits per generator and dataset by default.
+  :mod:`ragkit.suggestion` fits per generator and dataset by default, or per generator across its
+  datasets (the paper's pooling).
 - sigmoid and normalisation (App. F, H): the paper normalises each dataset's and metric's scores
   "by subtracting the mean and dividing by the standard deviation" and uses a sigmoid fitted to
   its own data, ``3.30 / (1 + exp(-1.81 (x + 0.46))) - 2.18``. Not done here (our choice): scores
@@ -39,8 +41,8 @@ What the paper says, and what this module does:
   "excluding peak and valley outliers"), domain generalisation (parameters "learnt from the
   remaining domains", "only i is derived from the target domain") and length extrapolation (fitted
   on shorter context lengths, tested on longer ones). Here R^2 and MSE in score and logit space
-  with every point kept; the regret of leave-one-budget-out (``lobo_*``) picks in
-  :func:`ragkit.suggestion.regret_table`.
+  with every point kept; the regret of leave-one-dataset-out (``transfer_*``) and
+  leave-one-budget-out (``lobo_*``) picks in :func:`ragkit.suggestion.regret_table`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ from ragkit.allocation import (
 )
 from ragkit.suggestion import (
     fit_results,
+    group_of,
     informativeness,
+    informativeness_table,
     regret_table,
     suggest,
     theta_of,
@@ -191,6 +193,22 @@ def test_informativeness_from_zero_one_shot_and_one_document_runs():
     assert i[2] == 0.0
 
 
+def test_informativeness_per_strategy_with_drag_as_the_fallback():
+    results = frame(iter_info="hard")
+    table, sources = informativeness_table(results, "contains_answer", DEFAULT_DIMS, ["dataset.name"])
+    drag, iterdrag = table[("dataset.name=hotpotqa", "drag")], table[("dataset.name=hotpotqa", "iterdrag")]
+    base = truth([[0, 0, 1]], INFO["hard"])[0]
+    assert iterdrag[0] == pytest.approx(truth([[1, 0, 1]], INFO["hard"])[0] - base)  # IterDRAG's own runs
+    assert drag[0] == pytest.approx(
+        informativeness(results[results["strategy.type"] != "iterdrag"], "contains_answer")[0]
+    )
+    assert sources[("dataset.name=hotpotqa", "iterdrag")] == {"k": "iterdrag", "m": "iterdrag"}
+    sweep = results[(results["strategy.type"] != "iterdrag") | (results["strategy.k"] >= 2)]  # no k=0, k=1
+    table, sources = informativeness_table(sweep, "contains_answer", DEFAULT_DIMS, ["dataset.name"])
+    np.testing.assert_allclose(table[("dataset.name=hotpotqa", "iterdrag")], drag)
+    assert sources[("dataset.name=hotpotqa", "iterdrag")] == {"k": "drag", "m": "drag"}
+
+
 def test_fit_results_fits_per_dataset_and_per_generator_across_datasets():
     results = pd.concat([frame(), frame(INFO["hard"], dataset="other")], ignore_index=True)
     fits = fit_results(results, "contains_answer")
@@ -200,6 +218,31 @@ def test_fit_results_fits_per_dataset_and_per_generator_across_datasets():
     pooled = fit_results(results, "contains_answer", by="generator")
     [gf] = pooled.values()
     assert gf.model.b_identified[:2].all() and not gf.model.b_identified[2]  # b_n: i_iter = 0
+    assert set(gf.info) == {
+        (d, f) for d in ("dataset.name=hotpotqa", "dataset.name=other") for f in ("drag", "iterdrag")
+    }
+    with pytest.raises(ValueError, match="by="):
+        fit_results(results, "contains_answer", by="dataset")
+
+
+def test_strategies_with_different_informativeness_identify_b_on_one_dataset():
+    [gf] = fit_results(frame(iter_info="hard"), "contains_answer").values()
+    assert gf.model.b_identified[:2].all()
+    assert gf.model.metrics["r2_logit"] > 0.999
+
+
+def test_pooled_fit_still_suggests_per_dataset():
+    results = pd.concat([frame(), frame(INFO["hard"], dataset="other")], ignore_index=True)
+    table = suggest(results, [100_000], "contains_answer", top=100, by="generator")
+    assert set(table["group"]) == set(group_of(results))
+    by_dataset = {}
+    for key, part in table.groupby("group"):
+        own = results[group_of(results) == key].set_index("config_name")["contains_answer"]
+        measured = part.dropna(subset=["measured"]).set_index("configuration")["measured"]
+        np.testing.assert_allclose(measured, own[measured.index])  # only this dataset's runs
+        by_dataset[key] = part.set_index("configuration")["predicted"]
+    first, second = by_dataset.values()
+    assert not np.allclose(first["drag k=4 m=1"], second["drag k=4 m=1"])  # each dataset's own i
 
 
 def test_suggestion_respects_budgets_and_ranks_by_prediction():
@@ -217,8 +260,8 @@ def test_suggestion_respects_budgets_and_ranks_by_prediction():
     np.testing.assert_allclose(modelled["predicted"], modelled["measured"], atol=1e-3)
 
 
-def test_untried_combinations_get_estimated_tokens():
-    results = frame()
+def test_untried_combinations_get_estimated_tokens_and_their_strategys_informativeness():
+    results = frame(iter_info="hard")
     dropped = results[~results["config_name"].isin(["drag k=4 m=1", "iterdrag k=4 m=1 n=2"])]
     table = suggest(dropped, [100_000], "contains_answer", top=200)
     rows = table[table["configuration"].str.contains("not run")].set_index("strategy")
@@ -240,3 +283,14 @@ def test_regret_is_zero_when_the_model_is_exact_and_baselines_are_reported():
     assert (table["largest_k_regret"] >= -1e-12).all()
     assert table.loc[table["budget"] == 500, "full_context_regret"].isna().all()  # does not fit
     assert table.loc[table["budget"] == 2000, "full_context_regret"].notna().all()
+    assert "transfer_regret" not in table  # one dataset: nothing to transfer from
+
+
+def test_regret_reports_leave_one_dataset_out_transfer():
+    results = pd.concat(
+        [frame(), frame(INFO["hard"], dataset="other"), frame(INFO["mid"], dataset="third")],
+        ignore_index=True,
+    )
+    table = regret_table(results, [2000, 8000], "contains_answer", by="generator")
+    assert len(table) == 6 and table["transfer_regret"].notna().all()
+    assert (table["transfer_regret"] >= 0).all() and (table["regret"] >= -1e-12).all()
