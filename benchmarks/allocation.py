@@ -1,14 +1,16 @@
 """How well does the computation allocation model fit and pick configurations on a finished sweep?
 
     python benchmarks/allocation.py [experiments/inference_scaling.yaml | PARENT_RUN_ID]
-        [--metric contains_answer] [--budget 512 --budget 1k ...] [--synthetic]
+        [--metric contains_answer] [--budget 512 --budget 1k ...] [--by generator] [--synthetic]
 
 Prints, per generator and dataset: R^2 and MSE of the fit (score and logit space) and the
 leave-one-configuration-out MSE (the honest one with few points); per budget the grid-best
 configuration, the regret of the model's pick (fitted on everything), the leave-one-budget-out
-regret (fitted only on configurations within the previous, smaller budget) and the regret of the
-baselines "always the largest k" (plain RAG) and "always full context". ``--synthetic`` first
-checks that the fit recovers known coefficients from scores simulated from the model itself.
+regret (fitted only on configurations within the previous, smaller budget: the paper's length
+extrapolation), the leave-one-dataset-out regret when a generator has several datasets (the
+paper's domain generalisation) and the regret of the baselines "always the largest k" (plain RAG)
+and "always full context". ``--synthetic`` first checks that the fit recovers known coefficients
+from scores simulated from the model itself.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ragkit.allocation import DEFAULT_DIMS, fit, parse_dim, sigmoid
+from ragkit.allocation import DEFAULT_DIMS, fit, log_theta, parse_dim, sigmoid, with_dims
 from ragkit.budget import parse_tokens
 from ragkit.suggestion import (
+    BY,
     TOKENS,
+    GroupFit,
+    fit_for,
     fit_results,
     group_of,
     parametric,
@@ -42,12 +47,12 @@ from ragkit.suggestion import (
 def synthetic_check(seed: int = 0, n_questions: int = 100) -> None:
     """Scores drawn (binomially, N questions) from a known model over 3 datasets; fitted back."""
     rng = np.random.default_rng(seed)
-    a, b, c = np.array([0.35, 0.15, 0.25]), np.array([1.2, -0.6, 0.0]), -1.8
-    grid = np.array(list(itertools.product([0, 1, 2, 4, 8, 16], [0, 1, 2, 4], [0, 1, 2])), dtype=float)
+    a, b, c = np.array([0.12, 0.05, 0.25]), np.array([0.8, -0.4, 0.0]), -1.0
+    grid = np.array(list(itertools.product([0, 1, 2, 4, 8, 16], [0, 1, 2, 4], [1, 2, 3])), dtype=float)
     infos = [np.array([0.3, 0.05, 0]), np.array([0.05, 0.2, 0]), np.array([0.15, 0.1, 0])]
     theta = np.vstack([grid] * len(infos))
     info = np.vstack([np.tile(i, (len(grid), 1)) for i in infos])
-    truth = sigmoid((np.log(theta + 1) * (a + b * info)).sum(axis=1) + c)
+    truth = sigmoid((log_theta(theta, DEFAULT_DIMS) * (a + b * info)).sum(axis=1) + c)
     scores = rng.binomial(n_questions, truth) / n_questions
     started = time.perf_counter()
     model = fit(theta, scores, info, n_questions=n_questions)
@@ -60,16 +65,20 @@ def synthetic_check(seed: int = 0, n_questions: int = 100) -> None:
     )
 
 
-def loo_mse(rows: pd.DataFrame, metric: str, dims=DEFAULT_DIMS) -> float:
-    """Leave-one-configuration-out squared error of the score (the model refitted without it)."""
+def loo_mse(rows: pd.DataFrame, metric: str, gf: GroupFit, dims=DEFAULT_DIMS) -> float:
+    """Leave-one-configuration-out squared error of the score (the model refitted without it;
+    informativeness as measured on all rows)."""
     theta = theta_of(rows, dims)
+    info = gf.info_rows(rows, dims)
     y = rows[metric].to_numpy(float)
     n_q = rows["n_questions"].to_numpy(float) if "n_questions" in rows else None
     errors = []
     for i in range(len(rows)):
         keep = np.arange(len(rows)) != i
-        model = fit(theta[keep], y[keep], n_questions=None if n_q is None else n_q[keep], dims=dims)
-        errors.append((model.predict(theta[i : i + 1])[0] - y[i]) ** 2)
+        model = fit(
+            theta[keep], y[keep], info[keep], n_questions=None if n_q is None else n_q[keep], dims=dims
+        )
+        errors.append((model.predict(theta[i : i + 1], info[i])[0] - y[i]) ** 2)
     return float(np.mean(errors)) if errors else float("nan")
 
 
@@ -83,6 +92,7 @@ def main() -> None:
     parser.add_argument(
         "--dim", action="append", default=[], help="extra theta dimension, as in ragkit suggest"
     )
+    parser.add_argument("--by", choices=BY, default="generator+dataset", help="as in ragkit suggest")
     parser.add_argument("--synthetic", action="store_true", help="also run the coefficient-recovery check")
     args = parser.parse_args()
     if args.synthetic:
@@ -96,26 +106,29 @@ def main() -> None:
     metric = args.metric
     clean = results.dropna(subset=[metric, TOKENS])
     print(f"{args.source}: {len(clean)} finished configurations, metric {metric}, budgets {budgets}\n")
-    dims = (*DEFAULT_DIMS, *(parse_dim(d) for d in args.dim))
-    fits = fit_results(clean, metric, dims)
+    dims = with_dims([parse_dim(d) for d in args.dim])
+    fits = fit_results(clean, metric, dims, by=args.by)
     keys = group_of(clean)
     for key, group in clean.groupby(keys, sort=True):
-        gf = fits.get(str(key))
+        gf = fit_for(fits, group, args.by)
         if gf is None:
             continue
         m = gf.model.metrics
-        loo = loo_mse(parametric(group).dropna(subset=[metric, TOKENS]), metric, dims)
+        loo = loo_mse(parametric(group).dropna(subset=[metric, TOKENS]), metric, gf, dims)
         print(f"[{short_label(str(key))}]")
         print(
             f"  fit on {m['n_points']} configurations ({m['n_params']} parameters): R^2 {m['r2']:.3f}, "
             f"MSE {m['mse']:.5f}; logit R^2 {m['r2_logit']:.3f}, MSE {m['mse_logit']:.4f}; "
             f"leave-one-out MSE {loo:.5f}"
         )
+        here = gf.info_doc().get(gf.dataset_key(group.iloc[0]), {})
+        shown = {family: (np.round(v["i"], 3).tolist(), v["from"]) for family, v in here.items()}
         print(
-            f"  a = {np.round(gf.model.a, 3)}, c = {gf.model.c:.3f}, informativeness i = "
-            f"{ {short_label(k) or 'dataset': np.round(v, 3).tolist() for k, v in gf.info.items()} }"
+            f"  fitted {'across datasets' if args.by == 'generator' else 'on this dataset'}: "
+            f"a = {np.round(gf.model.a, 3)}, b = {np.round(gf.model.b, 3)}, c = {gf.model.c:.3f}; "
+            f"informativeness i per strategy (and where it was measured) = {shown}"
         )
-    table = regret_table(clean, budgets, metric, dims)
+    table = regret_table(clean, budgets, metric, dims, by=args.by)
     columns = [
         "budget",
         "n_candidates",
@@ -126,6 +139,8 @@ def main() -> None:
         "lobo_pick",
         "lobo_regret",
         "lobo_train_points",
+        "transfer_pick",
+        "transfer_regret",
         "largest_k_pick",
         "largest_k_regret",
         "full_context_regret",
@@ -137,6 +152,9 @@ def main() -> None:
     summary = {
         "model (in-sample)": table["regret"].mean() if "regret" in table else float("nan"),
         "leave-one-budget-out": table["lobo_regret"].mean() if "lobo_regret" in table else float("nan"),
+        "leave-one-dataset-out": (
+            table["transfer_regret"].mean() if "transfer_regret" in table else float("nan")
+        ),
         "always largest k": table["largest_k_regret"].mean() if "largest_k_regret" in table else float("nan"),
         "always full context": (
             table["full_context_regret"].mean() if "full_context_regret" in table else float("nan")

@@ -1,38 +1,53 @@
 """The computation allocation model of "Inference Scaling for Long-Context Retrieval Augmented
-Generation" (Yue et al., ICLR 2025, arXiv 2410.04343, §5.1 "Formulation and estimation"):
+Generation" (Yue et al., ICLR 2025, arXiv 2410.04343; checked against the v2 text, §5.1
+"Formulation and Estimation", §5.2 and Appendices F and H):
 
-    sigmoid^-1(P(theta)) = (a + b ⊙ i)^T log(theta) + c
+    sigmoid^-1(P(theta)) ≈ (a + b ⊙ i)^T log(theta) + c        (Eq. 2)
 
-``theta = (k, m, n)``: retrieved documents per query, in-context demonstrations and iterations
-(IterDRAG's sub-queries; 0 for RAG and DRAG, whose single call the paper counts as n = 1); more
-dimensions (a pruner's keep ratio, a reranker's depth) are added with :class:`Dim`. ``P`` is the
-score of that configuration, ``i`` the task's informativeness vector and ``a, b, c`` are fitted
-by ordinary least squares on a sweep, as in the paper.
+What the paper says, and what this module does:
 
-Informativeness (§5.1): ``i = (i_doc, i_shot, 0)``, the gain over zero-shot QA (k = 0, m = 0) of
-one retrieved document (k = 1, m = 0) and of one demonstration (k = 0, m = 1); iterations get 0.
-:func:`informativeness` measures it from those configurations when the sweep has them.
-
-Choices this module documents (the paper's text could not be checked offline, so they are ours):
-
-- zeros in theta (k = 0 closed-book, m = 0 no demonstrations): each dimension is mapped through
-  ``log(theta + offset)`` with ``offset = 1`` by default, so "none" contributes exactly zero and
-  one unit is ``log 2``; for n this is the paper's log(number of generation rounds), since a
-  single-call RAG/DRAG has n = 0 sub-queries here. An offset of 0 gives plain ``log(theta)`` for
-  dimensions that are never 0 (e.g. a keep ratio).
-- scores of exactly 0 or 1 (sigmoid^-1 is infinite there): the empirical logit
-  ``logit((P*N + 0.5) / (N + 1))`` with ``N`` questions (Haldane-Anscombe; the smallest step a
-  mean over N questions can show), or clipping to ``[1e-3, 1 - 1e-3]`` when N is unknown.
-- with one dataset per fit (the default: per generator and dataset) ``i`` is constant, so ``b ⊙ i``
-  cannot be told apart from ``a``; ``b`` is fitted only for dimensions where ``i`` varies across
-  the fitted datasets and is 0 (reported as not identified) otherwise.
-
-Fit quality is reported in both spaces: R^2 / MSE of the logit (what least squares minimises)
-and of the score itself.
+- theta (§5.1): "the number of documents k, demonstrations m and maximum iterations n". §4.1: "In
+  DRAG, an answer can be directly generated upon input context, so n = 1"; IterDRAG allows "up to
+  five iterations of query decomposition". Here n is IterDRAG's maximum number of sub-queries and 1
+  for RAG and DRAG (RAG is DRAG with m = 0: the paper's DRAG grid starts at m = 0). ragkit's
+  IterDRAG with n = 0 answers in one call, so it is read as DRAG's n = 1 (``Dim.minimum``). More
+  dimensions (a pruner's keep ratio, a reranker's depth) are ragkit's extension (:class:`Dim`).
+- log(0) (§5.1 footnote, App. H): "we shift the values in theta by a small constant ε of 0.01".
+  Here every dimension is read as ``log(theta + offset)`` with ``offset = 0.01`` by default, so
+  k = 0 (closed book) sits at log 0.01 ≈ -4.6, far below k = 1: a large lever in the fit, as in
+  the paper. ``--dim k=strategy.k:offset=1`` gives the smoother ``log(k + 1)`` for one dimension.
+- i (§5.1, App. H): ``i = (i_doc, i_shot, 0)``, computed "in each strategy and task":
+  ``i_doc = P(k=1, m=0, n=1) - P(k=0, m=0, n=1)``, ``i_shot = P(k=0, m=1, n=1) - P(k=0, m=0,
+  n=1)``; an i_iter "does not yield improved accuracy, so we leave it as 0". Measured per
+  dataset and strategy (RAG counted as DRAG) by :func:`ragkit.suggestion.informativeness_table`,
+  which falls back to DRAG's i when a strategy's sweep lacks those configurations (our choice).
+- estimation (§5.1, App. F/H): ordinary least squares; "we constrain the last element of b,
+  leaving six learnable parameters"; a, b, c "are specific to a certain model" and fitted across
+  tasks, and i alone carries the task. Here :func:`fit` fits ``b_j`` only where ``i_j`` varies over
+  the fitted rows (never ``b_n``: ``i_n = 0``); otherwise ``a`` absorbs ``b ⊙ i``.
+  :mod:`ragkit.suggestion` fits per generator and dataset by default, or per generator across its
+  datasets (the paper's pooling).
+- sigmoid and normalisation (App. F, H): the paper normalises each dataset's and metric's scores
+  "by subtracting the mean and dividing by the standard deviation" and uses a sigmoid fitted to
+  its own data, ``3.30 / (1 + exp(-1.81 (x + 0.46))) - 2.18``. Not done here (our choice): scores
+  stay proportions in [0, 1] under the standard logistic, so predictions are on the metric's own
+  scale, and the default fit is per dataset because, unnormalised, one pooled c would have to carry
+  every dataset's base rate.
+- scores of exactly 0 or 1 (the paper's normalised scores never meet them): the empirical logit
+  ``logit((P*N + 0.5) / (N + 1))`` with ``N`` questions (Haldane-Anscombe; the smallest step a mean
+  over N questions can show), or clipping to ``[1e-3, 1 - 1e-3]`` when N is unknown;
+  :meth:`AllocationModel.predict` undoes the shrinkage.
+- validation (§5.2, Tables 2-4 and 8): R^2 and MSE of the fit (Gemini 1.5 Flash: 0.903 and 0.085,
+  "excluding peak and valley outliers"), domain generalisation (parameters "learnt from the
+  remaining domains", "only i is derived from the target domain") and length extrapolation (fitted
+  on shorter context lengths, tested on longer ones). Here R^2 and MSE in score and logit space
+  with every point kept; the regret of leave-one-dataset-out (``transfer_*``) and
+  leave-one-budget-out (``lobo_*``) picks in :func:`ragkit.suggestion.regret_table`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,44 +55,85 @@ from typing import Any
 import numpy as np
 
 CLIP = 1e-3
+EPSILON = 0.01  # the paper's shift of theta before the log (App. H)
 
 
 @dataclass(frozen=True)
 class Dim:
     """One dimension of theta: a name, the result column it is read from, the value for
-    configurations that lack the parameter (RAG has no demonstrations: m = 0) and the log offset."""
+    configurations that lack the parameter (RAG has no demonstrations: m = 0), the log offset and
+    an optional floor (values below it are read as it)."""
 
     name: str
     column: str
     default: float = 0.0
-    offset: float = 1.0
+    offset: float = EPSILON
+    minimum: float | None = None
+
+    def read(self, values: Any) -> np.ndarray:
+        """Column values as theta: missing ones (None, NaN) become ``default``, then the floor."""
+        out = np.array([_number(v, self.default) for v in values], dtype=float)
+        return out if self.minimum is None else np.maximum(out, self.minimum)
 
 
+def _number(value: Any, default: float) -> float:
+    if value is None or value == "" or value == "None":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return default if math.isnan(number) else number
+
+
+# n: DRAG (and RAG) count as one iteration (§4.1); IterDRAG with 0 sub-queries is that single call.
 DEFAULT_DIMS: tuple[Dim, ...] = (
-    Dim("k", "strategy.k", default=0.0),
-    Dim("m", "strategy.m", default=0.0),
-    Dim("n", "strategy.n", default=0.0),
+    Dim("k", "strategy.k"),
+    Dim("m", "strategy.m"),
+    Dim("n", "strategy.n", default=1.0, minimum=1.0),
 )
+_OPTIONS = {"default": "default", "offset": "offset", "min": "minimum"}
 
 
 def parse_dim(text: str) -> Dim:
     """``"keep=strategy.pruner.keep_ratio:default=1:offset=0"`` -> a :class:`Dim` (the form of
     ``ragkit suggest --dim``): a name, the result column, and optionally the value for rows without
-    the column (default 0) and the log offset (default 1)."""
+    the column (default 0), the log offset (default 0.01) and a floor (``min=``)."""
     head, *options = text.split(":")
     name, sep, column = head.partition("=")
     if not sep or not name.strip() or not column.strip():
-        raise ValueError(f"--dim {text!r}: expected NAME=COLUMN[:default=X][:offset=Y]")
-    values = {"default": 0.0, "offset": 1.0}
+        raise ValueError(f"--dim {text!r}: expected NAME=COLUMN[:default=X][:offset=Y][:min=Z]")
+    values: dict[str, float | None] = {"default": 0.0, "offset": EPSILON, "minimum": None}
     for option in options:
         key, sep, value = option.partition("=")
-        if key not in values or not sep:
-            raise ValueError(f"--dim {text!r}: unknown option {option!r} (expected default=X or offset=Y)")
+        if key not in _OPTIONS or not sep:
+            raise ValueError(
+                f"--dim {text!r}: unknown option {option!r} (expected default=X, offset=Y or min=Z)"
+            )
         try:
-            values[key] = float(value)
+            values[_OPTIONS[key]] = float(value)
         except ValueError:
             raise ValueError(f"--dim {text!r}: {key} must be a number, got {value!r}") from None
-    return Dim(name.strip(), column.strip(), default=values["default"], offset=values["offset"])
+    default, offset, minimum = values["default"], values["offset"], values["minimum"]
+    return Dim(
+        name.strip(),
+        column.strip(),
+        default=float(default or 0.0),
+        offset=float(offset or 0.0),
+        minimum=minimum,
+    )
+
+
+def with_dims(extra: Sequence[Dim] = ()) -> tuple[Dim, ...]:
+    """:data:`DEFAULT_DIMS` with ``extra`` appended; an extra dimension named like a default one
+    replaces it (``k=strategy.k:offset=1`` reads k as log(k + 1))."""
+    extra = tuple(extra)
+    names = [d.name for d in extra]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--dim: a dimension is given twice in {names}")
+    by_name = {d.name: d for d in extra}
+    defaults = tuple(by_name.pop(d.name, d) for d in DEFAULT_DIMS)
+    return (*defaults, *(d for d in extra if d.name in by_name))
 
 
 def empirical_logit(scores: Any, n_questions: Any = None) -> np.ndarray:
@@ -140,6 +196,7 @@ class AllocationModel:
     def to_dict(self) -> dict[str, Any]:
         return {
             "dims": [d.name for d in self.dims],
+            "log_offsets": [d.offset for d in self.dims],
             "a": [float(v) for v in self.a],
             "b": [float(v) if ok else None for v, ok in zip(self.b, self.b_identified, strict=True)],
             "c": float(self.c),

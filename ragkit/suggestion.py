@@ -9,7 +9,6 @@ combination, estimated) mean effective context tokens per question is within it.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +20,12 @@ from ragkit.allocation import DEFAULT_DIMS, AllocationModel, Dim, fit
 
 # -- result frames -------------------------------------------------------------------------------
 PARAMETRIC = ("rag", "drag", "iterdrag")  # strategies whose configurations live in theta-space
+# The paper's strategies, each with its own informativeness (App. H: "in each strategy and task"):
+# RAG is DRAG with m = 0 (the paper's DRAG grid starts at m = 0; ragkit's prompts are identical).
+FAMILY = {"rag": "drag", "drag": "drag", "iterdrag": "iterdrag"}
 STRATEGY = "strategy.type"
 TOKENS = "effective_context_tokens"
+BY = ("generator+dataset", "generator")
 
 
 def group_columns(results: Any) -> list[str]:
@@ -30,30 +33,31 @@ def group_columns(results: Any) -> list[str]:
     return [c for c in results.columns if c.startswith(("generator.", "dataset."))]
 
 
+def dataset_columns(results: Any) -> list[str]:
+    return [c for c in results.columns if c.startswith("dataset.")]
+
+
+def fit_columns(results: Any, by: str = "generator+dataset") -> list[str]:
+    """The columns one fit is keyed on: generator and dataset, or (``by="generator"``) only the
+    generator, pooling its datasets as the paper does."""
+    if by not in BY:
+        raise ValueError(f"by={by!r}: expected one of {BY}")
+    columns = group_columns(results)
+    return [c for c in columns if c.startswith("generator.")] if by == "generator" else columns
+
+
 def _key(row: Any, columns: Sequence[str]) -> str:
     return "|".join(f"{c}={row[c]}" for c in columns)
 
 
 def theta_of(results: Any, dims: Sequence[Dim] = DEFAULT_DIMS) -> np.ndarray:
-    """(N, d) theta of result rows, with each dimension's default where the column is missing/NaN."""
+    """(N, d) theta of result rows (each dimension's default where the column is missing/NaN, then
+    its floor: RAG and DRAG have n = 1)."""
     out = np.empty((len(results), len(dims)))
     for j, dim in enumerate(dims):
-        if dim.column in results.columns:
-            values = np.array([_number(v, dim.default) for v in results[dim.column]], dtype=float)
-        else:
-            values = np.full(len(results), dim.default)
-        out[:, j] = values
+        values = results[dim.column] if dim.column in results.columns else [None] * len(results)
+        out[:, j] = dim.read(values)
     return out
-
-
-def _number(value: Any, default: float) -> float:
-    if value is None or value == "" or value == "None":
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return default if math.isnan(number) else number
 
 
 def parametric(results: Any) -> Any:
@@ -62,28 +66,68 @@ def parametric(results: Any) -> Any:
     return results[results[STRATEGY].isin(PARAMETRIC)]
 
 
-def informativeness(results: Any, metric: str, dims: Sequence[Dim] = DEFAULT_DIMS) -> np.ndarray:
-    """``(i_doc, i_shot, 0, ...)`` of one (generator, dataset) from its zero-shot (k=0, m=0),
-    one-document (k=1, m=0) and one-shot (k=0, m=1) single-call configurations; a component is 0
-    when the sweep lacks the configurations it needs."""
+def _informativeness(results: Any, metric: str, dims: Sequence[Dim]) -> np.ndarray:
+    """(i_doc, i_shot, 0, ...) with NaN where the configurations it needs were not run."""
     rows = parametric(results)
     theta = theta_of(rows, dims)
     names = [d.name for d in dims]
-    base = {d.name: d.default for d in dims} | {"k": 0.0, "m": 0.0, "n": 0.0}
+    base = {d.name: d.default for d in dims} | {"k": 0.0, "m": 0.0}
 
-    def score_at(**values: float) -> float | None:
-        want = np.array([values.get(n, base.get(n, 0.0)) for n in names])
+    def score_at(**values: float) -> float:
+        want = np.array([values.get(n, base[n]) for n in names])
         hit = np.all(np.isclose(theta, want), axis=1)
-        return float(rows[metric][hit].mean()) if hit.any() else None
+        return float(rows[metric][hit].mean()) if hit.any() else float("nan")
 
     info = np.zeros(len(dims))
     zero = score_at()
-    if zero is not None:
-        for name, unit in (("k", {"k": 1.0}), ("m", {"m": 1.0})):
-            one = score_at(**unit)
-            if name in names and one is not None:
-                info[names.index(name)] = one - zero
+    for name in ("k", "m"):
+        if name in names:
+            info[names.index(name)] = score_at(**{name: 1.0}) - zero
     return info
+
+
+def informativeness(results: Any, metric: str, dims: Sequence[Dim] = DEFAULT_DIMS) -> np.ndarray:
+    """``(i_doc, i_shot, 0, ...)`` of one strategy on one (generator, dataset) (App. H): the gain of
+    one document (k=1, m=0, n=1) and of one demonstration (k=0, m=1, n=1) over zero-shot QA (k=0,
+    m=0, n=1); a component is 0 when the rows lack the configurations it needs."""
+    return np.nan_to_num(_informativeness(results, metric, dims), nan=0.0)
+
+
+def informativeness_table(
+    rows: Any, metric: str, dims: Sequence[Dim], data_columns: Sequence[str]
+) -> tuple[dict[tuple[str, str], np.ndarray], dict[tuple[str, str], dict[str, str]]]:
+    """i per (dataset key, strategy family), and where i_doc and i_shot came from: the family's own
+    base configurations, else DRAG's on the same dataset (the paper is silent here: IterDRAG sweeps
+    often skip its zero-document and zero-shot runs), else nothing (0)."""
+    rows = parametric(rows)
+    table: dict[tuple[str, str], np.ndarray] = {}
+    sources: dict[tuple[str, str], dict[str, str]] = {}
+    if rows.empty:
+        return table, sources
+    data = rows.apply(lambda r: _key(r, data_columns), axis=1)
+    names = [d.name for d in dims]
+    for dk, part in rows.groupby(data, sort=True):
+        family = part[STRATEGY].map(FAMILY)
+        single = _informativeness(part[family == "drag"], metric, dims)
+        for fam in sorted(set(family)):
+            own = _informativeness(part[family == fam], metric, dims)
+            table[(dk, fam)] = np.where(np.isnan(own), np.nan_to_num(single, nan=0.0), own)
+            sources[(dk, fam)] = {
+                name: (fam if not np.isnan(own[j]) else "drag" if not np.isnan(single[j]) else "missing")
+                for j, name in enumerate(names)
+                if name in ("k", "m")
+            }
+    return table, sources
+
+
+def _info_rows(rows: Any, dims: Sequence[Dim], table: dict, data_columns: Sequence[str]) -> np.ndarray:
+    out = np.zeros((len(rows), len(dims)))
+    for pos, (_, row) in enumerate(rows.iterrows()):
+        key = (_key(row, data_columns), FAMILY[row[STRATEGY]])
+        if key not in table:
+            raise KeyError(f"no informativeness for {key} (measured: {sorted(table)})")
+        out[pos] = table[key]
+    return out
 
 
 @dataclass
@@ -92,12 +136,27 @@ class GroupFit:
 
     key: str
     model: AllocationModel
-    info: dict[str, np.ndarray]  # dataset key -> informativeness vector
-    data_key: dict[int, str]  # result row index -> dataset key
+    info: dict[tuple[str, str], np.ndarray]  # (dataset key, strategy family) -> informativeness
+    info_from: dict[tuple[str, str], dict[str, str]]  # ... -> {"k"/"m": family it was measured on}
+    data_columns: list[str]
 
-    def predict_rows(self, rows: Any, dims: Sequence[Dim]) -> np.ndarray:
-        info = np.array([self.info.get(self.data_key.get(i, ""), np.zeros(len(dims))) for i in rows.index])
-        return self.model.predict(theta_of(rows, dims), info.reshape(len(rows), len(dims)))
+    def info_rows(self, rows: Any, dims: Sequence[Dim], info: dict | None = None) -> np.ndarray:
+        """(N, d) informativeness of result rows, from this fit's table or ``info`` (another
+        dataset's, for domain transfer)."""
+        return _info_rows(rows, dims, self.info if info is None else info, self.data_columns)
+
+    def predict_rows(self, rows: Any, dims: Sequence[Dim], info: dict | None = None) -> np.ndarray:
+        return self.model.predict(theta_of(rows, dims), self.info_rows(rows, dims, info))
+
+    def dataset_key(self, row: Any) -> str:
+        return _key(row, self.data_columns)
+
+    def info_doc(self) -> dict[str, dict[str, Any]]:
+        """The informativeness table as JSON: dataset key -> family -> {"i", "from"}."""
+        out: dict[str, dict[str, Any]] = {}
+        for (dk, fam), vec in sorted(self.info.items()):
+            out.setdefault(dk, {})[fam] = {"i": vec.tolist(), "from": self.info_from[(dk, fam)]}
+        return out
 
 
 def fit_results(
@@ -108,9 +167,10 @@ def fit_results(
     by: str = "generator+dataset",
     max_tokens: float | None = None,
 ) -> dict[str, GroupFit]:
-    """Fit one model per generator and dataset (``by="generator"``: one per generator across its
-    datasets, which identifies ``b``). ``max_tokens`` keeps only configurations that measured at
-    most that many effective context tokens (the leave-one-budget-out check)."""
+    """Fit one model per generator and dataset, or (``by="generator"``, the paper's estimation)
+    one per generator across its datasets, with i per dataset and strategy. ``max_tokens`` keeps
+    only configurations that measured at most that many effective context tokens (the
+    leave-one-budget-out check); i is still measured on all of them."""
     if metric not in results.columns:
         raise KeyError(
             f"no metric {metric!r} in the results (columns: {', '.join(map(str, results.columns))})"
@@ -118,26 +178,28 @@ def fit_results(
     rows = parametric(results).dropna(subset=[metric, TOKENS])
     if rows.empty:
         return {}
-    columns = group_columns(results)
-    gen_cols = [c for c in columns if c.startswith("generator.")] if by == "generator" else columns
-    data_cols = [c for c in columns if c.startswith("dataset.")]
+    fit_cols, data_cols = fit_columns(results, by), dataset_columns(results)
     fits: dict[str, GroupFit] = {}
-    for key, group in rows.groupby(rows.apply(lambda r: _key(r, gen_cols), axis=1), sort=True):
-        data_key = {i: _key(r, data_cols) for i, r in group.iterrows()}
-        info = {
-            dk: informativeness(group[[data_key[i] == dk for i in group.index]], metric, dims)
-            for dk in set(data_key.values())
-        }
+    for key, group in rows.groupby(rows.apply(lambda r: _key(r, fit_cols), axis=1), sort=True):
+        info, info_from = informativeness_table(group, metric, dims, data_cols)
         used = group if max_tokens is None else group[group[TOKENS] <= max_tokens]
         if used.empty:
             continue
         n_q = used["n_questions"].to_numpy(dtype=float) if "n_questions" in used.columns else None
-        info_rows = np.array([info[data_key[i]] for i in used.index]).reshape(len(used), len(dims))
         model = fit(
-            theta_of(used, dims), used[metric].to_numpy(dtype=float), info_rows, n_questions=n_q, dims=dims
+            theta_of(used, dims),
+            used[metric].to_numpy(dtype=float),
+            _info_rows(used, dims, info, data_cols),
+            n_questions=n_q,
+            dims=dims,
         )
-        fits[str(key)] = GroupFit(str(key), model, info, data_key)
+        fits[str(key)] = GroupFit(str(key), model, info, info_from, data_cols)
     return fits
+
+
+def fit_for(fits: dict[str, GroupFit], group: Any, by: str = "generator+dataset") -> GroupFit | None:
+    """The fit that covers one (generator, dataset) group of result rows."""
+    return fits.get(_key(group.iloc[0], fit_columns(group, by))) if len(group) else None
 
 
 def short_label(key: str) -> str:
@@ -153,11 +215,11 @@ def short_label(key: str) -> str:
     return " ".join(p for p in pick if p) or key or "all"
 
 
-def group_of(results: Any, by: str = "generator+dataset") -> Any:
-    """The group key of each row (see :func:`fit_results`)."""
+def group_of(results: Any) -> Any:
+    """The (generator, dataset) key of each row: suggestions, regret and plots are per dataset
+    whichever way the model was fitted (:func:`fit_for` finds the fit of a group)."""
     columns = group_columns(results)
-    cols = [c for c in columns if c.startswith("generator.")] if by == "generator" else columns
-    return results.apply(lambda r: _key(r, cols), axis=1) if len(results) else results.index.to_series()
+    return results.apply(lambda r: _key(r, columns), axis=1) if len(results) else results.index.to_series()
 
 
 # -- tokens of configurations that were not run ----------------------------------------------------
@@ -212,9 +274,7 @@ def candidates(results: Any, fit_: GroupFit | None, metric: str, dims: Sequence[
                 continue
             grid_arr = np.array(grid, dtype=float)
             tokens = _token_features(grid_arr) @ token_model(rows, dims)
-            dk = next(iter(fit_.info)) if len(fit_.info) == 1 else None
-            info = fit_.info[dk] if dk else None
-            scores = fit_.model.predict(grid_arr, info)
+            scores = fit_.model.predict(grid_arr, fit_.info_rows(rows.iloc[:1], dims)[0])
             for t, tok, score in zip(grid_arr, tokens, scores, strict=True):
                 label = " ".join(f"{n}={v:g}" for n, v in zip(names, t, strict=True))
                 out.append(
@@ -243,14 +303,15 @@ def suggest(
     top: int = 5,
     by: str = "generator+dataset",
 ) -> Any:
-    """Ranked configurations per group and budget: only those whose (measured or estimated)
-    effective context tokens fit the budget, best ``score`` first."""
+    """Ranked configurations per (generator, dataset) and budget: only those whose (measured or
+    estimated) effective context tokens fit the budget, best ``score`` first. ``by``: how the
+    model is fitted (:func:`fit_results`)."""
 
-    fits = fit_results(results, metric, dims, by=by)
-    keys = group_of(results, by)
+    clean = results.dropna(subset=[metric, TOKENS])
+    fits = fit_results(clean, metric, dims, by=by)
     tables = []
-    for key, group in results.dropna(subset=[metric, TOKENS]).groupby(keys, sort=True):
-        pool = candidates(group, fits.get(str(key)), metric, dims)
+    for key, group in clean.groupby(group_of(clean), sort=True):
+        pool = candidates(group, fit_for(fits, group, by), metric, dims)
         for budget in budgets:
             fitting = pool[pool["tokens"] <= budget].sort_values(["score", "tokens"], ascending=[False, True])
             fitting = fitting.head(top).copy()
@@ -276,31 +337,44 @@ def regret_table(
     *,
     by: str = "generator+dataset",
 ) -> Any:
-    """Per group and budget: the grid-best parametric configuration within the budget, the
-    model's pick (fitted on everything) and its regret, the leave-one-budget-out pick (fitted only
-    on configurations within the previous, smaller budget) and its regret, and the regret of the
-    baselines "always largest k" (plain RAG) and "always full context". Regret = grid-best score -
-    measured score of the pick; a negative baseline regret means the baseline beat every
-    parametric configuration."""
+    """Per (generator, dataset) and budget: the grid-best parametric configuration within the
+    budget and the regret (grid-best score - measured score of the pick) of
+
+    - ``model_pick``: the model fitted on everything (``by``: see :func:`fit_results`);
+    - ``lobo_pick`` (length extrapolation, the paper's Table 4): fitted only on configurations
+      within the previous, smaller budget;
+    - ``transfer_pick`` (domain generalisation, the paper's Table 3; when the generator has other
+      datasets): fitted on the generator's other datasets, with i measured on this one;
+    - the baselines "always largest k" (plain RAG) and "always full context" (a negative regret
+      means the baseline beat every parametric configuration)."""
 
     budgets = sorted(budgets)
     clean = results.dropna(subset=[metric, TOKENS])
     fits = fit_results(clean, metric, dims, by=by)
-    keys = group_of(clean, by)
+    keys = group_of(clean)
+    generator = clean.apply(lambda r: _key(r, fit_columns(clean, "generator")), axis=1)
     records = []
     for key, group in clean.groupby(keys, sort=True):
         params = parametric(group)
+        gf = fit_for(fits, group, by)
+        pooled = clean[generator == generator[group.index[0]]] if by == "generator" else group
+        transfer, target_info = None, None
+        others = clean[(generator == generator[group.index[0]]) & (keys != key)]
+        if not parametric(others).empty and not params.empty:
+            transfer = fit_for(fit_results(others, metric, dims, by="generator"), others, "generator")
+            target_info, _ = informativeness_table(params, metric, dims, dataset_columns(clean))
         for j, budget in enumerate(budgets):
             pool = params[params[TOKENS] <= budget]
             record: dict[str, Any] = {"group": key, "budget": budget, "n_candidates": len(pool)}
             best_name, best = _pick(pool, metric)
             record |= {"grid_best": best_name, "grid_best_score": best}
-            gf = fits.get(str(key))
             if gf is not None and not pool.empty:
                 name, score = _pick(pool, metric, gf.predict_rows(pool, dims))
                 record |= {"model_pick": name, "model_pick_score": score, "regret": best - score}
             if j > 0 and not pool.empty:
-                small = fit_results(group, metric, dims, by=by, max_tokens=budgets[j - 1]).get(str(key))
+                small = fit_for(
+                    fit_results(pooled, metric, dims, by=by, max_tokens=budgets[j - 1]), group, by
+                )
                 if small is not None:
                     name, score = _pick(pool, metric, small.predict_rows(pool, dims))
                     record |= {
@@ -309,6 +383,13 @@ def regret_table(
                         "lobo_regret": best - score,
                         "lobo_train_points": small.model.metrics["n_points"],
                     }
+            if transfer is not None and not pool.empty:
+                name, score = _pick(pool, metric, transfer.predict_rows(pool, dims, target_info))
+                record |= {
+                    "transfer_pick": name,
+                    "transfer_pick_score": score,
+                    "transfer_regret": best - score,
+                }
             rag = pool[pool[STRATEGY] == "rag"]
             if not rag.empty:
                 k = theta_of(rag, dims)[:, [d.name for d in dims].index("k")]

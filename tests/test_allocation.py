@@ -4,12 +4,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragkit.allocation import DEFAULT_DIMS, Dim, empirical_logit, fit, log_theta, parse_dim, sigmoid
-from ragkit.suggestion import fit_results, informativeness, regret_table, suggest
+from ragkit.allocation import (
+    DEFAULT_DIMS,
+    Dim,
+    empirical_logit,
+    fit,
+    log_theta,
+    parse_dim,
+    sigmoid,
+    with_dims,
+)
+from ragkit.suggestion import (
+    fit_results,
+    group_of,
+    informativeness,
+    informativeness_table,
+    regret_table,
+    suggest,
+    theta_of,
+)
 
-A = np.array([0.45, 0.20, 0.30])
-B = np.array([1.5, -0.8, 0.0])
-C = -2.0
+A = np.array([0.20, 0.08, 0.30])
+B = np.array([0.8, -0.4, 0.0])
+C = 0.5
 GRID = np.array(list(itertools.product([0, 1, 2, 4, 8], [0, 1, 2, 4], [1, 2, 3])), dtype=float)
 INFO = {
     "easy": np.array([0.30, 0.05, 0.0]),
@@ -19,7 +36,8 @@ INFO = {
 
 
 def truth(theta, info):
-    return sigmoid((np.log(theta + 1.0) * (A + B * info)).sum(axis=1) + C)
+    """Eq. 2 of the paper with its log(theta + 0.01)."""
+    return sigmoid((np.log(np.asarray(theta, float) + 0.01) * (A + B * info)).sum(axis=1) + C)
 
 
 def test_recovers_known_coefficients_exactly_from_noise_free_data():
@@ -63,8 +81,9 @@ def test_zero_and_one_scores_stay_finite():
     assert np.all(np.isfinite(model.a)) and np.isfinite(model.c)
 
 
-def test_zero_theta_needs_an_offset():
-    assert log_theta([[0, 0, 1]], DEFAULT_DIMS)[0, 0] == 0.0  # k = 0 contributes nothing
+def test_log_theta_shifts_by_the_papers_epsilon():
+    x = log_theta([[0, 0, 1], [1, 2, 3]], DEFAULT_DIMS)
+    np.testing.assert_allclose(x, np.log([[0.01, 0.01, 1.01], [1.01, 2.01, 3.01]]))  # App. H: ε = 0.01
     dims = (Dim("k", "strategy.k", offset=0.0),)
     with pytest.raises(ValueError, match="offset"):
         log_theta([[0]], dims)
@@ -80,21 +99,26 @@ def test_extra_dimension_from_config():
     assert list(model.a_identified) == [True, True, False, True]  # n never varies: left out, not split
 
 
-def test_parse_dim():
+def test_parse_dim_and_with_dims():
     assert parse_dim("keep=strategy.pruner.keep_ratio:default=1:offset=0") == Dim(
         "keep", "strategy.pruner.keep_ratio", default=1.0, offset=0.0
     )
-    assert parse_dim("depth=strategy.rerank_depth") == Dim("depth", "strategy.rerank_depth")
+    assert parse_dim("depth=strategy.rerank_depth") == Dim("depth", "strategy.rerank_depth", offset=0.01)
+    assert parse_dim("n=strategy.n:default=1:min=1") == DEFAULT_DIMS[2]
     for bad in ("keep", "keep=col:scale=2", "keep=col:offset=x"):
         with pytest.raises(ValueError, match="--dim"):
             parse_dim(bad)
+    dims = with_dims([parse_dim("keep=strategy.pruner.keep_ratio"), parse_dim("k=strategy.k:offset=1")])
+    assert [d.name for d in dims] == ["k", "m", "n", "keep"] and dims[0].offset == 1.0  # k replaced
+    with pytest.raises(ValueError, match="twice"):
+        with_dims([parse_dim("k=a"), parse_dim("k=b")])
 
 
 def test_extra_dimension_read_from_result_columns():
     dims = (*DEFAULT_DIMS, parse_dim("keep=strategy.pruner.keep_ratio:default=1:offset=0"))
     rows = []
     for k, keep in itertools.product([1, 2, 4, 8], [0.25, 0.5, None]):
-        theta = np.array([[k, 0, 0, 1.0 if keep is None else keep]])
+        theta = np.array([[k, 0, 1, 1.0 if keep is None else keep]])
         score = sigmoid(log_theta(theta, dims) @ np.array([0.4, 0, 0, 0.5]) - 1.0)[0]
         rows.append(
             {
@@ -110,15 +134,19 @@ def test_extra_dimension_read_from_result_columns():
 
 
 # -- result frames ---------------------------------------------------------------------------
-def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa"):
-    """Results as load_results gives them, scored exactly by the model (plus RAG and full context)."""
+def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa", iter_info=None):
+    """Results as load_results gives them, scored exactly by the model (plus full context): RAG
+    (m = 0), DRAG and IterDRAG (n = 1, 2, 3 sub-queries); ``iter_info``: IterDRAG's true i."""
     rows = []
-    for k, m, n in itertools.product([0, 1, 2, 4, 8], [0, 1, 2], [0, 1, 2]):
+    for k, m, n in itertools.product([0, 1, 2, 4, 8], [0, 1, 2], [0, 1, 2, 3]):
         strategy = "rag" if (m == 0 and n == 0) else ("drag" if n == 0 else "iterdrag")
-        theta = np.array([[k, m, n]], float)
+        theta = np.array([[k, m, max(n, 1)]], float)  # RAG and DRAG: n = 1 (§4.1)
+        i = INFO[iter_info] if strategy == "iterdrag" and iter_info else info
         rows.append(
             {
-                "config_name": f"{strategy} k={k} m={m} n={n}",
+                "config_name": f"{strategy} k={k}"
+                + (f" m={m}" if strategy != "rag" else "")
+                + (f" n={n}" if strategy == "iterdrag" else ""),
                 "strategy.type": strategy,
                 "strategy.k": k,
                 "strategy.m": m if strategy != "rag" else None,
@@ -126,7 +154,7 @@ def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa"):
                 "generator.model": "smollm2",
                 "dataset.name": dataset,
                 "effective_context_tokens": 50 + (n + 1) * (m + 1) * (k * tokens_per_doc + 20),
-                "contains_answer": float(truth(theta, info)[0]),
+                "contains_answer": float(truth(theta, i)[0]),
                 "n_questions": 10_000,
             }
         )
@@ -144,16 +172,44 @@ def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa"):
     return pd.DataFrame(rows)
 
 
+def test_theta_reads_rag_and_drag_as_one_iteration():
+    rows = pd.DataFrame(
+        {
+            "strategy.type": ["rag", "drag", "iterdrag", "iterdrag"],
+            "strategy.k": [4, 2, 1, 1],
+            "strategy.m": [None, 2, 1, 1],
+            "strategy.n": [None, None, 0, 3],
+        }
+    )
+    np.testing.assert_array_equal(theta_of(rows), [[4, 0, 1], [2, 2, 1], [1, 1, 1], [1, 1, 3]])
+
+
 def test_informativeness_from_zero_one_shot_and_one_document_runs():
     results = frame()
-    base = truth(np.array([[0, 0, 0.0]]), INFO["easy"])[0]
-    i = informativeness(results, "contains_answer")
-    assert i[0] == pytest.approx(truth(np.array([[1, 0, 0.0]]), INFO["easy"])[0] - base)
-    assert i[1] == pytest.approx(truth(np.array([[0, 1, 0.0]]), INFO["easy"])[0] - base)
+    base = truth([[0, 0, 1]], INFO["easy"])[0]
+    i = informativeness(results[results["strategy.type"] != "iterdrag"], "contains_answer")
+    assert i[0] == pytest.approx(truth([[1, 0, 1]], INFO["easy"])[0] - base)
+    assert i[1] == pytest.approx(truth([[0, 1, 1]], INFO["easy"])[0] - base)
     assert i[2] == 0.0
 
 
-def test_fit_results_reads_rag_as_m0_n1_and_fits_per_dataset():
+def test_informativeness_per_strategy_with_drag_as_the_fallback():
+    results = frame(iter_info="hard")
+    table, sources = informativeness_table(results, "contains_answer", DEFAULT_DIMS, ["dataset.name"])
+    drag, iterdrag = table[("dataset.name=hotpotqa", "drag")], table[("dataset.name=hotpotqa", "iterdrag")]
+    base = truth([[0, 0, 1]], INFO["hard"])[0]
+    assert iterdrag[0] == pytest.approx(truth([[1, 0, 1]], INFO["hard"])[0] - base)  # IterDRAG's own runs
+    assert drag[0] == pytest.approx(
+        informativeness(results[results["strategy.type"] != "iterdrag"], "contains_answer")[0]
+    )
+    assert sources[("dataset.name=hotpotqa", "iterdrag")] == {"k": "iterdrag", "m": "iterdrag"}
+    sweep = results[(results["strategy.type"] != "iterdrag") | (results["strategy.k"] >= 2)]  # no k=0, k=1
+    table, sources = informativeness_table(sweep, "contains_answer", DEFAULT_DIMS, ["dataset.name"])
+    np.testing.assert_allclose(table[("dataset.name=hotpotqa", "iterdrag")], drag)
+    assert sources[("dataset.name=hotpotqa", "iterdrag")] == {"k": "drag", "m": "drag"}
+
+
+def test_fit_results_fits_per_dataset_and_per_generator_across_datasets():
     results = pd.concat([frame(), frame(INFO["hard"], dataset="other")], ignore_index=True)
     fits = fit_results(results, "contains_answer")
     assert len(fits) == 2
@@ -161,7 +217,32 @@ def test_fit_results_reads_rag_as_m0_n1_and_fits_per_dataset():
         assert gf.model.metrics["r2_logit"] > 0.999  # exact data, slope = a + b*i per dataset
     pooled = fit_results(results, "contains_answer", by="generator")
     [gf] = pooled.values()
+    assert gf.model.b_identified[:2].all() and not gf.model.b_identified[2]  # b_n: i_iter = 0
+    assert set(gf.info) == {
+        (d, f) for d in ("dataset.name=hotpotqa", "dataset.name=other") for f in ("drag", "iterdrag")
+    }
+    with pytest.raises(ValueError, match="by="):
+        fit_results(results, "contains_answer", by="dataset")
+
+
+def test_strategies_with_different_informativeness_identify_b_on_one_dataset():
+    [gf] = fit_results(frame(iter_info="hard"), "contains_answer").values()
     assert gf.model.b_identified[:2].all()
+    assert gf.model.metrics["r2_logit"] > 0.999
+
+
+def test_pooled_fit_still_suggests_per_dataset():
+    results = pd.concat([frame(), frame(INFO["hard"], dataset="other")], ignore_index=True)
+    table = suggest(results, [100_000], "contains_answer", top=100, by="generator")
+    assert set(table["group"]) == set(group_of(results))
+    by_dataset = {}
+    for key, part in table.groupby("group"):
+        own = results[group_of(results) == key].set_index("config_name")["contains_answer"]
+        measured = part.dropna(subset=["measured"]).set_index("configuration")["measured"]
+        np.testing.assert_allclose(measured, own[measured.index])  # only this dataset's runs
+        by_dataset[key] = part.set_index("configuration")["predicted"]
+    first, second = by_dataset.values()
+    assert not np.allclose(first["drag k=4 m=1"], second["drag k=4 m=1"])  # each dataset's own i
 
 
 def test_suggestion_respects_budgets_and_ranks_by_prediction():
@@ -179,13 +260,17 @@ def test_suggestion_respects_budgets_and_ranks_by_prediction():
     np.testing.assert_allclose(modelled["predicted"], modelled["measured"], atol=1e-3)
 
 
-def test_untried_combinations_get_estimated_tokens():
-    results = frame()
-    dropped = results[results["config_name"] != "drag k=4 m=1 n=0"]
-    table = suggest(dropped, [100_000], "contains_answer", top=100)
-    row = table[table["configuration"].str.contains("not run")]
-    assert len(row) == 1 and row.iloc[0]["tokens_source"] == "estimated"
-    assert row.iloc[0]["tokens"] == pytest.approx(50 + 2 * (4 * 100 + 20), rel=0.05)
+def test_untried_combinations_get_estimated_tokens_and_their_strategys_informativeness():
+    results = frame(iter_info="hard")
+    dropped = results[~results["config_name"].isin(["drag k=4 m=1", "iterdrag k=4 m=1 n=2"])]
+    table = suggest(dropped, [100_000], "contains_answer", top=200)
+    rows = table[table["configuration"].str.contains("not run")].set_index("strategy")
+    assert len(rows) == 2 and (rows["tokens_source"] == "estimated").all()
+    assert rows.loc["drag", "tokens"] == pytest.approx(50 + 2 * (4 * 100 + 20), rel=0.05)
+    assert rows.loc["iterdrag", "tokens"] == pytest.approx(50 + 3 * 2 * (4 * 100 + 20), rel=0.05)
+    measured = results.set_index("config_name")["contains_answer"]
+    assert rows.loc["drag", "predicted"] == pytest.approx(measured["drag k=4 m=1"], abs=1e-3)
+    assert rows.loc["iterdrag", "predicted"] == pytest.approx(measured["iterdrag k=4 m=1 n=2"], abs=1e-3)
 
 
 def test_regret_is_zero_when_the_model_is_exact_and_baselines_are_reported():
@@ -198,3 +283,14 @@ def test_regret_is_zero_when_the_model_is_exact_and_baselines_are_reported():
     assert (table["largest_k_regret"] >= -1e-12).all()
     assert table.loc[table["budget"] == 500, "full_context_regret"].isna().all()  # does not fit
     assert table.loc[table["budget"] == 2000, "full_context_regret"].notna().all()
+    assert "transfer_regret" not in table  # one dataset: nothing to transfer from
+
+
+def test_regret_reports_leave_one_dataset_out_transfer():
+    results = pd.concat(
+        [frame(), frame(INFO["hard"], dataset="other"), frame(INFO["mid"], dataset="third")],
+        ignore_index=True,
+    )
+    table = regret_table(results, [2000, 8000], "contains_answer", by="generator")
+    assert len(table) == 6 and table["transfer_regret"].notna().all()
+    assert (table["transfer_regret"] >= 0).all() and (table["regret"] >= -1e-12).all()

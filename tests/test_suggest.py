@@ -80,6 +80,10 @@ def test_suggest_prints_ranked_budgets_writes_files_and_logs_to_the_parent_run(f
     assert set(small["configuration"]) <= {"rag k=0", "drag k=0"}  # the only ones that fit 60 tokens
     assert (out / "scaling_0.png").stat().st_size > 1000 and (out / "calibration_0.png").exists()
     assert (out / "regret.csv").exists() and (out / "oracle_route.csv").exists()
+    [fitted] = json.loads((out / "allocation_fit.json").read_text()).values()
+    assert fitted["dims"] == ["k", "m", "n"] and fitted["log_offsets"] == [0.01, 0.01, 0.01]
+    [per_strategy] = fitted["informativeness"].values()
+    assert per_strategy["drag"]["from"] == {"k": "drag", "m": "drag"}  # rag k=0/k=1 and drag k=0 m=1 ran
     client = mlflow.MlflowClient(tracking_uri=spec["tracking_uri"])
     experiment = client.get_experiment_by_name("suggest-test")
     [parent] = client.search_runs([experiment.experiment_id], filter_string="tags.`ragkit.role` = 'parent'")
@@ -112,7 +116,9 @@ def test_suggest_reads_an_mlflow_parent_run_too(finished, tmp_path):
     assert (pd.read_csv(tmp_path / "s2" / "suggestions.csv")["tokens"] <= 1024).all()
 
 
-def test_bad_budget_is_a_clear_error(finished):
+def test_bad_budget_or_by_is_a_clear_error(finished):
     path, _ = finished
     result = CliRunner().invoke(app, ["suggest", str(path), "--budget", "lots"])
     assert result.exit_code == 2 and "--budget" in result.output
+    result = CliRunner().invoke(app, ["suggest", str(path), "--budget", "1k", "--by", "dataset"])
+    assert result.exit_code == 2 and "--by" in result.output

@@ -1,7 +1,8 @@
 """``ragkit suggest RUN_OR_EXPERIMENT --budget 4k [--budget 8k ...]``: budget-optimal configurations.
 
-Fits the computation allocation model (:mod:`ragkit.allocation`) per generator and dataset on
-finished results, prints per budget the configurations that fit it ranked by predicted score (the
+Fits the computation allocation model (:mod:`ragkit.allocation`) per generator and dataset (or,
+``--by generator``, per generator across its datasets, as the paper estimates it) on finished
+results, prints per dataset and budget the configurations that fit it ranked by predicted score (the
 measured score where it exists, the effective context tokens measured or, for untried
 combinations, estimated), the fit's quality and the regret of its picks, and writes the same
 tables (CSV, JSON) and plots (score vs effective context length with the fitted optimum and the
@@ -21,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragkit.allocation import DEFAULT_DIMS, Dim, parse_dim
+from ragkit.allocation import DEFAULT_DIMS, Dim, parse_dim, with_dims
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -132,16 +133,25 @@ def analyse(
 ) -> dict[str, Any]:
     """Fit, suggest, regret and plots for every group; writes everything into ``out_dir``."""
     from ragkit import plots
-    from ragkit.suggestion import candidates, fit_results, group_of, regret_table, short_label, suggest
+    from ragkit.suggestion import (
+        candidates,
+        fit_for,
+        fit_results,
+        group_of,
+        regret_table,
+        short_label,
+        suggest,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = results.dropna(subset=[metric, "effective_context_tokens"])
     fits = fit_results(clean, metric, dims, by=by)
     table = suggest(clean, budgets, metric, dims, top=top, by=by)
     regret = regret_table(clean, budgets, metric, dims, by=by)
-    fit_doc, files = {}, []
-    for i, (key, group) in enumerate(clean.groupby(group_of(clean, by), sort=True)):
-        gf = fits.get(str(key))
+    files = []
+    plots_of: dict[str, list[int]] = {}
+    for i, (key, group) in enumerate(clean.groupby(group_of(clean), sort=True)):
+        gf = fit_for(fits, group, by)
         pool = candidates(group, gf, metric, dims)
         title = f"{metric}: {short_label(str(key))}"
         files.append(
@@ -149,13 +159,17 @@ def analyse(
         )
         if gf is not None:
             files.append(plots.calibration_plot(pool, out_dir / f"calibration_{i}.png", metric=metric))
-            label = short_label(str(key))
-            fit_doc[label if label not in fit_doc else f"{label} #{i}"] = {
-                "group": str(key),
-                "plot_index": i,
-                **gf.model.to_dict(),
-                "informativeness": {k: v.tolist() for k, v in gf.info.items()},
-            }
+            plots_of.setdefault(gf.key, []).append(i)
+    fit_doc: dict[str, Any] = {}
+    for key, gf in fits.items():
+        label = short_label(key)
+        fit_doc[label if label not in fit_doc else f"{label} ({key})"] = {
+            "group": key,
+            "fitted_by": by,
+            "plot_index": plots_of.get(key, []),
+            **gf.model.to_dict(),
+            "informativeness": gf.info_doc(),
+        }
     for name, frame in (("suggestions.csv", table), ("regret.csv", regret)):
         frame.to_csv(out_dir / name, index=False)
         files.append(out_dir / name)
@@ -173,7 +187,11 @@ def suggest_command(
     metric: Annotated[str, typer.Option(help="score to fit and rank by")] = "contains_answer",
     top: Annotated[int, typer.Option(help="configurations shown per budget")] = 5,
     by: Annotated[
-        str, typer.Option(help="fit per 'generator+dataset' or per 'generator'")
+        str,
+        typer.Option(
+            help="fit the model per 'generator+dataset' or per 'generator' across its datasets (the "
+            "paper's estimation); suggestions are per dataset either way"
+        ),
     ] = "generator+dataset",
     output: Annotated[Path | None, typer.Option(help="folder for tables and plots")] = None,
     log_mlflow: Annotated[
@@ -184,23 +202,28 @@ def suggest_command(
         list[str] | None,
         typer.Option(
             "--dim",
-            help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y], e.g. "
-            "keep=strategy.pruner.keep_ratio:default=1:offset=0 (repeatable)",
+            help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y][:min=Z], read as "
+            "log(value + offset) (offset 0.01 by default, as in the paper), e.g. "
+            "keep=strategy.pruner.keep_ratio:default=1:offset=0; a name k, m or n replaces that "
+            "dimension, e.g. k=strategy.k:offset=1 (repeatable)",
         ),
     ] = None,
 ) -> None:
     """Suggest the budget-optimal configuration from finished runs (no model runs)."""
     from ragkit.budget import parse_tokens
     from ragkit.report import load_results
-    from ragkit.suggestion import short_label
+    from ragkit.suggestion import BY, short_label
 
     try:
         budgets = [parse_tokens(b) for b in budget]
     except ValueError as exc:
         console.print(f"[bold red]error:[/] --budget: {exc}")
         raise typer.Exit(2) from None
+    if by not in BY:
+        console.print(f"[bold red]error:[/] --by {by!r}: expected one of {', '.join(BY)}")
+        raise typer.Exit(2)
     try:
-        dims = (*DEFAULT_DIMS, *(parse_dim(d) for d in dim or []))
+        dims = with_dims([parse_dim(d) for d in dim or []])
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -240,6 +263,8 @@ def suggest_command(
                 "regret",
                 "lobo_pick",
                 "lobo_regret",
+                "transfer_pick",
+                "transfer_regret",
                 "largest_k_regret",
                 "full_context_regret",
             )
