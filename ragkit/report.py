@@ -99,8 +99,14 @@ def load_results(source: str | os.PathLike[str], tracking_uri: str | None = None
 def load_scores(source: str | os.PathLike[str], tracking_uri: str | None = None) -> pd.DataFrame:
     """Per-question rows of every finished configuration (with ``config_hash``)."""
     if str(source).endswith((".yaml", ".yml")) or Path(source).is_file():
-        _, dirs = _from_yaml(source)
-        frames = [pd.read_parquet(d / "scores.parquet") for d in dirs if (d / "scores.parquet").exists()]
+        results, dirs = _from_yaml(source)
+        # Names come from the experiment as it is now (naming rules can change after a run).
+        names = dict(zip(results["config_hash"], results["config_name"], strict=True)) if dirs else {}
+        frames = [
+            pd.read_parquet(d / "scores.parquet").assign(config_name=names[d.name])
+            for d in dirs
+            if (d / "scores.parquet").exists()
+        ]
     else:
         import tempfile
 
