@@ -18,7 +18,14 @@ from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.order import ORDERS, Order
 from ragkit.retrievers.base import Retriever
 from ragkit.strategies.base import Strategy, generation_cost
-from ragkit.strategies.context import CorpusBuilder, Packed, evidence_in, pack, retrieve_batch
+from ragkit.strategies.context import (
+    CorpusBuilder,
+    Packed,
+    evidence_in,
+    pack,
+    retrieval_depth,
+    retrieve_batch,
+)
 from ragkit.strategies.prompts import clean_answer, question_messages
 from ragkit.types import Cost, Document, Example, Prediction, Scored
 
@@ -55,7 +62,7 @@ class RAG(Strategy):
 
     def retrieval_depth(self) -> int:
         """How many candidates the retriever is asked for (what a shared retrieval cache needs)."""
-        return max(self.k, self.rerank_depth or 0) if self.reranker is not None else self.k
+        return retrieval_depth(self.k, self.reranker, self.rerank_depth)
 
     def _limit(self, generator: Generator) -> int:
         window_limit = generator.input_limit(self.max_new_tokens)
