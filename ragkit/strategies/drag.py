@@ -164,11 +164,12 @@ class DRAG(RAG):
         turns = [t for demo, c in zip(demos, counts, strict=False) for t in self.demo_turns(demo, c)]
         return [base[0], *turns, *base[1:]]
 
-    def fit(
-        self, generator: Generator, example: Example, selected: list[Scored], demos: list[Demo], limit: int
+    def _pack_question(
+        self, generator: Generator, example: Example, selected: list[Scored], limit: int
     ) -> tuple[Packed, dict[str, Any]]:
-        """Fit demonstrations and passages into ``limit`` prompt tokens (order in the module doc)."""
-        kept = list(demos)
+        """Fit the question's demonstrations (the pool without the question itself) and passages
+        into ``limit`` prompt tokens (order in the module doc)."""
+        kept = [d for d in self.demos(generator) if d.example.id != example.id][: self.m]
         counts = [len(d.hits) for d in kept]
         whole = self._block(selected)
 
@@ -204,21 +205,5 @@ class DRAG(RAG):
     def contexts(
         self, examples: Sequence[Example], generator: Generator, corpus: Sequence[Document] | None
     ) -> list[tuple[Packed, dict[str, Any], int]]:
-        self._check()
-        limit = self._limit(generator)
-        pool = self.demos(generator)
-        out = []
-        for example, (selected, provenance, aux) in zip(
-            examples, self.select(examples, generator, corpus), strict=True
-        ):
-            mine = [d for d in pool if d.example.id != example.id][: self.m]
-            packed, info = self.fit(generator, example, selected, mine, limit)
-            provenance.update(info)
-            provenance.update(
-                context_ids=[s.chunk.id for s in packed.context.chunks],
-                context_tokens=packed.context.tokens,
-                dropped_tokens=packed.context.dropped_tokens,
-                gold_survived=packed.context.gold_survived,
-            )
-            out.append((packed, provenance, aux))
-        return out
+        self.demos(generator)  # checks the parameters and retrieves for the pool before the questions
+        return super().contexts(examples, generator, corpus)

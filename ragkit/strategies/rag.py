@@ -118,14 +118,8 @@ class RAG(Strategy):
         for example, (selected, provenance, aux) in zip(
             examples, self.select(examples, generator, corpus), strict=True
         ):
-            packed = pack(
-                generator,
-                selected,
-                lambda docs, q=example.question: question_messages(q, docs, abstain=self.abstain),
-                limit,
-                order=ORDERS[self.order],
-                evidence=example.evidence,
-            )
+            packed, info = self._pack_question(generator, example, selected, limit)
+            provenance.update(info)
             provenance.update(
                 context_ids=[s.chunk.id for s in packed.context.chunks],
                 context_tokens=packed.context.tokens,
@@ -134,6 +128,21 @@ class RAG(Strategy):
             )
             out.append((packed, provenance, aux))
         return out
+
+    def _pack_question(
+        self, generator: Generator, example: Example, selected: list[Scored], limit: int
+    ) -> tuple[Packed, dict[str, Any]]:
+        """One question's prompt within ``limit`` tokens, and what to add to its provenance
+        (DRAG overrides this to put demonstrations in front)."""
+        packed = pack(
+            generator,
+            selected,
+            lambda docs: question_messages(example.question, docs, abstain=self.abstain),
+            limit,
+            order=ORDERS[self.order],
+            evidence=example.evidence,
+        )
+        return packed, {}
 
     def run(
         self,
