@@ -40,6 +40,7 @@ from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.order import Order
 from ragkit.retrievers.base import Retriever
+from ragkit.strategies._common import record_call
 from ragkit.strategies.base import generation_cost
 from ragkit.strategies.context import CorpusBuilder, retrieve_batch
 from ragkit.strategies.drag import DRAG, Demo
@@ -242,8 +243,7 @@ class IterDRAG(DRAG):
             for state, generation in zip(asking, generator.generate(requests), strict=True):
                 state.cost = state.cost + generation_cost(generation, generator)
                 state.provenance["outputs"].append(generation.text)
-                state.provenance["cached"] = state.provenance.get("cached", True) and generation.cached
-                state.provenance["dropped_tokens"] += generation.truncated_tokens
+                record_call(state.provenance, generation)
                 parsed = parse_step(generation.text)
                 state.last_intermediate = parsed.get("intermediate", state.last_intermediate)
                 if "final" in parsed:

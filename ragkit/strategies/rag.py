@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ragkit.data.chunking import Chunker
-from ragkit.generators.base import GenerationRequest, Generator
+from ragkit.generators.base import Generator
 from ragkit.pruners.base import Pruner
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.order import ORDERS, Order
 from ragkit.retrievers.base import Retriever
-from ragkit.strategies.base import Strategy, generation_cost
+from ragkit.strategies._common import answer_once
+from ragkit.strategies.base import Strategy
 from ragkit.strategies.context import (
     CorpusBuilder,
     Packed,
@@ -26,7 +27,7 @@ from ragkit.strategies.context import (
     retrieval_depth,
     retrieve_batch,
 )
-from ragkit.strategies.prompts import clean_answer, question_messages
+from ragkit.strategies.prompts import question_messages
 from ragkit.types import Cost, Document, Example, Prediction, Scored
 
 
@@ -151,17 +152,16 @@ class RAG(Strategy):
         corpus: Sequence[Document] | None = None,
     ) -> list[Prediction]:
         prepared = self.contexts(examples, generator, corpus)
-        requests = [GenerationRequest(p.messages, max_new_tokens=self.max_new_tokens) for p, _, _ in prepared]
-        generations = generator.generate(requests)
-        predictions = []
-        for example, (_, provenance, aux), generation in zip(examples, prepared, generations, strict=True):
-            cost = generation_cost(generation, generator)
-            cost.aux_tokens += aux
-            cost.aux_seconds += provenance["retrieval_seconds"]
-            provenance["raw_answer"] = generation.text
-            provenance["cached"] = generation.cached
-            provenance["dropped_tokens"] += generation.truncated_tokens
-            predictions.append(Prediction(example.id, clean_answer(generation.text), cost, provenance))
+        predictions = answer_once(
+            generator,
+            examples,
+            [packed.messages for packed, _, _ in prepared],
+            [provenance for _, provenance, _ in prepared],
+            self.max_new_tokens,
+        )
+        for prediction, (_, provenance, aux) in zip(predictions, prepared, strict=True):
+            prediction.cost.aux_tokens += aux
+            prediction.cost.aux_seconds += provenance["retrieval_seconds"]
         return predictions
 
     def estimate(
