@@ -41,7 +41,7 @@ from ragkit.retrievers.base import Retriever
 from ragkit.strategies.context import CorpusBuilder, Packed, chunks_of, pack, retrieve_batch
 from ragkit.strategies.prompts import format_documents, question_messages
 from ragkit.strategies.rag import RAG
-from ragkit.types import Document, Example, Scored, stable_hash
+from ragkit.types import Corpus, Document, Evidence, Example, Scored, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +137,21 @@ class DRAG(RAG):
             )
         builder = CorpusBuilder(self.chunker)
         corpora = [builder.for_example(e, loaded.corpus) for e in chosen]
-        depth = self.k if self.demo_k is None else self.demo_k
-        hits, _ = retrieve_batch(
-            self.retriever, [e.question for e in chosen], corpora, depth, [e.evidence for e in chosen]
-        )
+        hits = self._demo_documents([e.question for e in chosen], corpora, [e.evidence for e in chosen])
         self.demos_ = [Demo(e, h) for e, h in zip(chosen, hits, strict=True)]
         self._prepare_demos(self.demos_, corpora)
         return self.demos_
 
-    def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Any]) -> None:
+    def _demo_documents(
+        self, queries: Sequence[str], corpora: Sequence[Corpus], evidence: Sequence[Sequence[Evidence]]
+    ) -> list[list[Scored]]:
+        """``demo_k`` (default ``k``) documents per demonstration query. Not counted in any
+        question's cost: the pool is retrieved once and shared by every question."""
+        depth = self.k if self.demo_k is None else self.demo_k
+        hits, _ = retrieve_batch(self.retriever, queries, corpora, depth, evidence)
+        return hits
+
+    def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Corpus]) -> None:
         """Hook for subclasses that need more per demonstration (IterDRAG's follow-up steps)."""
 
     # -- prompt ----------------------------------------------------------------------------------

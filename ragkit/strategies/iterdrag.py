@@ -175,7 +175,7 @@ class IterDRAG(DRAG):
         return out
 
     # -- demonstrations: follow-up steps from gold supporting facts ------------------------------
-    def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Any]) -> None:
+    def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Corpus]) -> None:
         plans: list[tuple[int, str, str]] = []
         for i, demo in enumerate(demos):
             titles = {d.id: d.title or d.id for d in demo.example.documents}
@@ -186,12 +186,9 @@ class IterDRAG(DRAG):
                 plans.append((i, f"What is known about {titles.get(doc_id, doc_id)}?", " ".join(texts)))
         if not plans:
             return
-        depth = self.k if self.demo_k is None else self.demo_k
-        hits, _ = retrieve_batch(
-            self.retriever,
+        hits = self._demo_documents(
             [sub for _, sub, _ in plans],
             [corpora[i] for i, _, _ in plans],
-            depth,
             [demos[i].example.evidence for i, _, _ in plans],
         )
         for (i, sub, intermediate), found in zip(plans, hits, strict=True):
