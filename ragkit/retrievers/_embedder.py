@@ -1,6 +1,6 @@
-"""A sentence-transformers bi-encoder outside dense retrieval: loaded offline, texts embedded
-unit-norm, and the tokens it reads counted. Shared by the bi-encoder reranker and the
-sentence-similarity pruner, which only differ in what they score (passages or sentences).
+"""A sentence-transformers bi-encoder: loaded offline (dense retrieval, the bi-encoder reranker
+and the sentence-similarity pruner), and texts embedded unit-norm with the tokens it reads counted
+(the reranker and the pruner, which only differ in what they score: passages or sentences).
 
 Not a component module (the leading underscore keeps registry discovery away from it).
 """
@@ -18,7 +18,7 @@ import numpy as np
 def load_embedder(model: str, device: str, who: str) -> tuple[Any, dict[str, Any]]:
     """The ``SentenceTransformer`` for ``model`` (never downloaded) and its identity for cache
     keys; ``who`` names the component in the error raised when it cannot be loaded offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download from a model hub
     from sentence_transformers import SentenceTransformer
 
     from ragkit.retrievers.dense import _device, resolve_model
@@ -28,8 +28,9 @@ def load_embedder(model: str, device: str, who: str) -> tuple[Any, dict[str, Any
         loaded = SentenceTransformer(target, device=_device(device), local_files_only=True)
     except Exception as exc:  # the library raises OSError, ValueError, HF errors...
         raise RuntimeError(
-            f"{who}: cannot load embedding model {model!r} (from {target!r}) offline;"
-            " field 'model' takes 'minilm' (packaged), a local folder or a cached hub id."
+            f"{who}: cannot load embedding model {model!r} (from {target!r}) offline."
+            " Give field 'model' as 'minilm' (the packaged all-MiniLM-L6-v2), a local folder of a"
+            " sentence-transformers model, or a hub id already in the local HF cache."
             f" Cause: {type(exc).__name__}: {exc}"
         ) from exc
     return loaded, identity
