@@ -6,7 +6,7 @@ repeats them in its constructor, because the constructor is the schema a YAML is
 
     sample: int | None = None      # this many questions, chosen deterministically by ``seed``
     seed: int = 0
-    partition: Literal["all", "eval", "train"] = "all"
+    partition: Partition = "all"   # "all", "eval" or "train" (see Partitions)
     ids: list[str] | None = None   # exactly these questions
 
 and calls :meth:`DatasetLoader.select` on its full example list after its own filters.
@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from ragkit.component import Component
 from ragkit.types import Document, Example
@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRAIN_PERCENT = 20  # share of example ids in the "train" partition
-PARTITIONS = ("all", "eval", "train")
+Partition = Literal["all", "eval", "train"]  # the type of every loader's ``partition`` argument
+PARTITIONS: tuple[str, ...] = get_args(Partition)
 
 
 class DatasetError(ValueError):

@@ -43,7 +43,7 @@ from ragkit.data._haystack_tools import (
     seeded,
     token_counter,
 )
-from ragkit.data.base import DatasetError, DatasetLoader, LoadedDataset, unique_documents
+from ragkit.data.base import DatasetError, DatasetLoader, LoadedDataset, Partition, unique_documents
 from ragkit.registry import register
 from ragkit.types import Document, Example, stable_hash
 
@@ -125,7 +125,7 @@ class Haystack(DatasetLoader):
         own_distractors: bool = True,
         sample: int | None = None,
         seed: int = 0,
-        partition: Literal["all", "eval", "train"] = "all",
+        partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:
         self.base = base

@@ -20,6 +20,7 @@ from ragkit.data.base import (
     DatasetError,
     DatasetLoader,
     LoadedDataset,
+    Partition,
     file_revision,
     fresh,
     read_memoised,
@@ -138,7 +139,7 @@ class HotpotQA(DatasetLoader):
         shared_corpus: Literal["selected", "all"] = "selected",
         sample: int | None = None,
         seed: int = 0,
-        partition: Literal["all", "eval", "train"] = "all",
+        partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:
         self.path = path

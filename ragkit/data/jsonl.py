@@ -17,12 +17,13 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ragkit.data.base import (
     DatasetError,
     DatasetLoader,
     LoadedDataset,
+    Partition,
     file_revision,
     fresh,
     read_memoised,
@@ -224,7 +225,7 @@ class JsonlDataset(DatasetLoader):
         corpus: str | None = None,
         sample: int | None = None,
         seed: int = 0,
-        partition: Literal["all", "eval", "train"] = "all",
+        partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:
         self.path = path

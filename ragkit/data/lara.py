@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ragkit.data.base import DatasetError, DatasetLoader, LoadedDataset, fresh, read_memoised
+from ragkit.data.base import DatasetError, DatasetLoader, LoadedDataset, Partition, fresh, read_memoised
 from ragkit.data.sentences import split_sentences
 from ragkit.registry import register
 from ragkit.types import Document, Example, stable_hash
@@ -97,7 +97,7 @@ class LaRA(DatasetLoader):
         types: list[str] | None = None,
         sample: int | None = None,
         seed: int = 0,
-        partition: Literal["all", "eval", "train"] = "all",
+        partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:
         self.path = path

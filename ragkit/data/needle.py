@@ -43,6 +43,7 @@ from ragkit.data.base import (
     DatasetError,
     DatasetLoader,
     LoadedDataset,
+    Partition,
     file_revision,
     read_memoised,
     require_file,
@@ -109,7 +110,7 @@ class Needle(DatasetLoader):
         path: str | None = None,
         sample: int | None = None,
         seed: int = 0,
-        partition: Literal["all", "eval", "train"] = "all",
+        partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:
         self.length = length

@@ -18,6 +18,7 @@ from ragkit.data.base import (
     DatasetError,
     DatasetLoader,
     LoadedDataset,
+    Partition,
     file_revision,
     fresh,
     read_memoised,
@@ -125,7 +126,7 @@ class SquadV2(DatasetLoader):
         corpus: Literal["paragraph", "article", "shared"] = "article",
         sample: int | None = None,
         seed: int = 0,
-        partition: Literal["all", "eval", "train"] = "all",
+        partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:
         self.path = path

@@ -10,7 +10,6 @@ one of the two is set. The passage score, used when ``rerank``, is its best sent
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from ragkit.pruners._scoring import ScoringItem, ScoringPruner, SentenceScores
 from ragkit.registry import register
+from ragkit.retrievers._embedder import embed, load_embedder
 
 
 @register("pruner", "sentence-similarity")
@@ -57,22 +57,8 @@ class SentenceSimilarityPruner(ScoringPruner):
             )
 
     def _load(self) -> Any:
-        if getattr(self, "model_", None) is not None:
-            return self.model_
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        from ragkit.retrievers.dense import _device, resolve_model
-
-        target, self.identity_ = resolve_model(self.model)
-        try:
-            self.model_ = SentenceTransformer(target, device=_device(self.device), local_files_only=True)
-        except Exception as exc:
-            raise RuntimeError(
-                f"sentence-similarity pruner: cannot load embedding model {self.model!r} (from {target!r})"
-                " offline; field 'model' takes 'minilm' (packaged), a local folder or a cached hub id."
-                f" Cause: {exc}"
-            ) from exc
+        if getattr(self, "model_", None) is None:
+            self.model_, self.identity_ = load_embedder(self.model, self.device, "sentence-similarity pruner")
         return self.model_
 
     def model_identity(self) -> dict[str, Any]:
@@ -80,28 +66,14 @@ class SentenceSimilarityPruner(ScoringPruner):
 
         return {"weights": resolve_model(self.model)[1]}
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return self._load().encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-
     def _score(self, items: Sequence[ScoringItem]) -> list[SentenceScores]:
-        model = self._load()
-        queries = list(dict.fromkeys(it.query for it in items))
         texts = [f"{it.chunk.title}: {s}" if it.chunk.title else s for it in items for s in it.sentences]
-        q_emb = dict(zip(queries, self._encode(queries), strict=True))
-        s_emb = self._encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
-        lengths = [len(x) for x in model.tokenizer(texts, truncation=True)["input_ids"]] if texts else []
-        q_len = {q: len(x) for q, x in zip(queries, model.tokenizer(queries)["input_ids"], strict=True)}
+        emb = embed(self._load(), [it.query for it in items], texts, self.batch_size)
         out, start = [], 0
         for it in items:
             n = len(it.sentences)
-            sims = (s_emb[start : start + n] @ q_emb[it.query]).astype(float).tolist()
-            tokens = sum(lengths[start : start + n]) + q_len[it.query] * n
+            sims = (emb.texts[start : start + n] @ emb.queries[it.query]).astype(float).tolist()
+            tokens = sum(emb.text_tokens[start : start + n]) + emb.query_tokens[it.query] * n
             out.append(SentenceScores(sims, max(sims) if sims else None, tokens))
             start += n
         return out

@@ -7,15 +7,13 @@ and as the offline stand-in for a cross-encoder. Scores are cached like the cros
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.cross_encoder import cached_rerank
+from ragkit.retrievers._embedder import embed, load_embedder
 from ragkit.types import Scored
 
 
@@ -36,41 +34,16 @@ class BiEncoderReranker(Reranker):
         return spec
 
     def _load(self) -> Any:
-        if getattr(self, "model_", None) is not None:
-            return self.model_
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        from ragkit.retrievers.dense import _device, resolve_model
-
-        target, self.identity_ = resolve_model(self.model)
-        try:
-            self.model_ = SentenceTransformer(target, device=_device(self.device), local_files_only=True)
-        except Exception as exc:
-            raise RuntimeError(
-                f"bi-encoder reranker: cannot load embedding model {self.model!r} (from {target!r}) offline;"
-                " field 'model' takes 'minilm' (packaged), a local folder or a cached hub id."
-                f" Cause: {type(exc).__name__}: {exc}"
-            ) from exc
+        if getattr(self, "model_", None) is None:
+            self.model_, self.identity_ = load_embedder(self.model, self.device, "bi-encoder reranker")
         return self.model_
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return self._load().encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-
     def _score(self, pairs: list[tuple[str, str]]) -> list[tuple[float, int]]:
-        model = self._load()
-        queries = list(dict.fromkeys(q for q, _ in pairs))
-        q_emb = dict(zip(queries, self._encode(queries), strict=True))
-        p_emb = self._encode([t for _, t in pairs])
-        q_len = {q: len(ids) for q, ids in zip(queries, model.tokenizer(queries)["input_ids"], strict=True)}
-        p_len = [len(ids) for ids in model.tokenizer([t for _, t in pairs], truncation=True)["input_ids"]]
-        return [(float(p_emb[i] @ q_emb[q]), q_len[q] + p_len[i]) for i, (q, _) in enumerate(pairs)]
+        emb = embed(self._load(), [q for q, _ in pairs], [t for _, t in pairs], self.batch_size)
+        return [
+            (float(emb.texts[i] @ emb.queries[q]), emb.query_tokens[q] + emb.text_tokens[i])
+            for i, (q, _) in enumerate(pairs)
+        ]
 
     def rerank(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
         self._load()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from ragkit.cache import cache_key, get_cache
 from ragkit.registry import register
 from ragkit.retrievers._common import IndexLRU, indexed_text, positions, to_scored, top_k
+from ragkit.retrievers._embedder import load_embedder
 from ragkit.retrievers.base import Retriever
 from ragkit.types import Corpus, Evidence, Scored
 
@@ -113,21 +113,9 @@ class DenseRetriever(Retriever):
 
     # -- model -----------------------------------------------------------------------------------
     def _load(self) -> Any:
-        if getattr(self, "model_", None) is not None:
-            return self.model_
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download from a model hub
-        from sentence_transformers import SentenceTransformer
-
-        target, self.identity_ = resolve_model(self.model)
-        self.device_ = _device(self.device)
-        try:
-            self.model_ = SentenceTransformer(target, device=self.device_, local_files_only=True)
-        except Exception as exc:  # the library raises OSError, ValueError, HF errors...
-            raise RuntimeError(
-                f"dense retriever: cannot load embedding model {self.model!r} (from {target!r}) offline."
-                " Give field 'model' as 'minilm' (the packaged all-MiniLM-L6-v2), a local folder"
-                f" of a sentence-transformers model, or a hub id already in the local HF cache. Cause: {exc}"
-            ) from exc
+        if getattr(self, "model_", None) is None:
+            self.device_ = _device(self.device)
+            self.model_, self.identity_ = load_embedder(self.model, self.device_, "dense retriever")
         return self.model_
 
     def _count_tokens(self, texts: Sequence[str]) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ragkit.generators.base import Generator, Message
+from ragkit.rerankers.base import Reranker
 from ragkit.strategies.prompts import format_chunk
 from ragkit.types import Chunk, Context, Corpus, Document, Evidence, Example, Scored
 
@@ -41,6 +42,12 @@ class CorpusBuilder:
         if self._shared is None or self._shared[0] != id(shared):
             self._shared = (id(shared), Corpus.from_chunks(self._chunker().chunk(shared)))
         return self._shared[1]
+
+
+def retrieval_depth(k: int, reranker: Reranker | None, rerank_depth: int | None) -> int:
+    """How many candidates to retrieve: ``rerank_depth`` (at least ``k``) when a reranker will
+    choose the best ``k`` of them, else ``k``."""
+    return max(k, rerank_depth or 0) if reranker is not None else k
 
 
 def retrieve_batch(

@@ -41,7 +41,7 @@ from ragkit.retrievers.base import Retriever
 from ragkit.strategies.context import CorpusBuilder, Packed, chunks_of, pack, retrieve_batch
 from ragkit.strategies.prompts import format_documents, question_messages
 from ragkit.strategies.rag import RAG
-from ragkit.types import Document, Example, Scored, stable_hash
+from ragkit.types import Corpus, Document, Evidence, Example, Scored, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +137,21 @@ class DRAG(RAG):
             )
         builder = CorpusBuilder(self.chunker)
         corpora = [builder.for_example(e, loaded.corpus) for e in chosen]
-        depth = self.k if self.demo_k is None else self.demo_k
-        hits, _ = retrieve_batch(
-            self.retriever, [e.question for e in chosen], corpora, depth, [e.evidence for e in chosen]
-        )
+        hits = self._demo_documents([e.question for e in chosen], corpora, [e.evidence for e in chosen])
         self.demos_ = [Demo(e, h) for e, h in zip(chosen, hits, strict=True)]
         self._prepare_demos(self.demos_, corpora)
         return self.demos_
 
-    def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Any]) -> None:
+    def _demo_documents(
+        self, queries: Sequence[str], corpora: Sequence[Corpus], evidence: Sequence[Sequence[Evidence]]
+    ) -> list[list[Scored]]:
+        """``demo_k`` (default ``k``) documents per demonstration query. Not counted in any
+        question's cost: the pool is retrieved once and shared by every question."""
+        depth = self.k if self.demo_k is None else self.demo_k
+        hits, _ = retrieve_batch(self.retriever, queries, corpora, depth, evidence)
+        return hits
+
+    def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Corpus]) -> None:
         """Hook for subclasses that need more per demonstration (IterDRAG's follow-up steps)."""
 
     # -- prompt ----------------------------------------------------------------------------------
@@ -164,11 +170,12 @@ class DRAG(RAG):
         turns = [t for demo, c in zip(demos, counts, strict=False) for t in self.demo_turns(demo, c)]
         return [base[0], *turns, *base[1:]]
 
-    def fit(
-        self, generator: Generator, example: Example, selected: list[Scored], demos: list[Demo], limit: int
+    def _pack_question(
+        self, generator: Generator, example: Example, selected: list[Scored], limit: int
     ) -> tuple[Packed, dict[str, Any]]:
-        """Fit demonstrations and passages into ``limit`` prompt tokens (order in the module doc)."""
-        kept = list(demos)
+        """Fit the question's demonstrations (the pool without the question itself) and passages
+        into ``limit`` prompt tokens (order in the module doc)."""
+        kept = [d for d in self.demos(generator) if d.example.id != example.id][: self.m]
         counts = [len(d.hits) for d in kept]
         whole = self._block(selected)
 
@@ -204,21 +211,5 @@ class DRAG(RAG):
     def contexts(
         self, examples: Sequence[Example], generator: Generator, corpus: Sequence[Document] | None
     ) -> list[tuple[Packed, dict[str, Any], int]]:
-        self._check()
-        limit = self._limit(generator)
-        pool = self.demos(generator)
-        out = []
-        for example, (selected, provenance, aux) in zip(
-            examples, self.select(examples, generator, corpus), strict=True
-        ):
-            mine = [d for d in pool if d.example.id != example.id][: self.m]
-            packed, info = self.fit(generator, example, selected, mine, limit)
-            provenance.update(info)
-            provenance.update(
-                context_ids=[s.chunk.id for s in packed.context.chunks],
-                context_tokens=packed.context.tokens,
-                dropped_tokens=packed.context.dropped_tokens,
-                gold_survived=packed.context.gold_survived,
-            )
-            out.append((packed, provenance, aux))
-        return out
+        self.demos(generator)  # checks the parameters and retrieves for the pool before the questions
+        return super().contexts(examples, generator, corpus)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from ragkit.generators.base import GenerationRequest, Generator, Message
+from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
-from ragkit.strategies.base import Strategy, generation_cost
+from ragkit.strategies._common import answer_once
+from ragkit.strategies.base import Strategy
 from ragkit.strategies.context import evidence_in
-from ragkit.strategies.prompts import clean_answer, format_chunk, question_messages
+from ragkit.strategies.prompts import format_chunk, question_messages
 from ragkit.types import Chunk, Cost, Document, Example, Prediction
 
 
@@ -101,23 +102,13 @@ class FullContext(Strategy):
         corpus: Sequence[Document] | None = None,
     ) -> list[Prediction]:
         prepared = [self._prepare(e, generator, corpus) for e in examples]
-        requests = [GenerationRequest(m, max_new_tokens=self.max_new_tokens) for m, _, _ in prepared]
-        predictions = []
-        for example, (_, _, provenance), generation in zip(
-            examples, prepared, generator.generate(requests), strict=True
-        ):
-            provenance["raw_answer"] = generation.text
-            provenance["cached"] = generation.cached
-            provenance["dropped_tokens"] += generation.truncated_tokens
-            predictions.append(
-                Prediction(
-                    example.id,
-                    clean_answer(generation.text),
-                    generation_cost(generation, generator),
-                    provenance,
-                )
-            )
-        return predictions
+        return answer_once(
+            generator,
+            examples,
+            [messages for messages, _, _ in prepared],
+            [provenance for _, _, provenance in prepared],
+            self.max_new_tokens,
+        )
 
     def estimate(
         self,

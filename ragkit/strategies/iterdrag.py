@@ -40,6 +40,7 @@ from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.order import Order
 from ragkit.retrievers.base import Retriever
+from ragkit.strategies._common import record_call
 from ragkit.strategies.base import generation_cost
 from ragkit.strategies.context import CorpusBuilder, retrieve_batch
 from ragkit.strategies.drag import DRAG, Demo
@@ -174,7 +175,7 @@ class IterDRAG(DRAG):
         return out
 
     # -- demonstrations: follow-up steps from gold supporting facts ------------------------------
-    def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Any]) -> None:
+    def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Corpus]) -> None:
         plans: list[tuple[int, str, str]] = []
         for i, demo in enumerate(demos):
             titles = {d.id: d.title or d.id for d in demo.example.documents}
@@ -185,12 +186,9 @@ class IterDRAG(DRAG):
                 plans.append((i, f"What is known about {titles.get(doc_id, doc_id)}?", " ".join(texts)))
         if not plans:
             return
-        depth = self.k if self.demo_k is None else self.demo_k
-        hits, _ = retrieve_batch(
-            self.retriever,
+        hits = self._demo_documents(
             [sub for _, sub, _ in plans],
             [corpora[i] for i, _, _ in plans],
-            depth,
             [demos[i].example.evidence for i, _, _ in plans],
         )
         for (i, sub, intermediate), found in zip(plans, hits, strict=True):
@@ -242,8 +240,7 @@ class IterDRAG(DRAG):
             for state, generation in zip(asking, generator.generate(requests), strict=True):
                 state.cost = state.cost + generation_cost(generation, generator)
                 state.provenance["outputs"].append(generation.text)
-                state.provenance["cached"] = state.provenance.get("cached", True) and generation.cached
-                state.provenance["dropped_tokens"] += generation.truncated_tokens
+                record_call(state.provenance, generation)
                 parsed = parse_step(generation.text)
                 state.last_intermediate = parsed.get("intermediate", state.last_intermediate)
                 if "final" in parsed:

@@ -11,15 +11,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from ragkit.data.chunking import Chunker
-from ragkit.generators.base import GenerationRequest, Generator
+from ragkit.generators.base import Generator
 from ragkit.pruners.base import Pruner
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.order import ORDERS, Order
 from ragkit.retrievers.base import Retriever
-from ragkit.strategies.base import Strategy, generation_cost
-from ragkit.strategies.context import CorpusBuilder, Packed, evidence_in, pack, retrieve_batch
-from ragkit.strategies.prompts import clean_answer, question_messages
+from ragkit.strategies._common import answer_once
+from ragkit.strategies.base import Strategy
+from ragkit.strategies.context import (
+    CorpusBuilder,
+    Packed,
+    evidence_in,
+    pack,
+    retrieval_depth,
+    retrieve_batch,
+)
+from ragkit.strategies.prompts import question_messages
 from ragkit.types import Cost, Document, Example, Prediction, Scored
 
 
@@ -55,7 +63,7 @@ class RAG(Strategy):
 
     def retrieval_depth(self) -> int:
         """How many candidates the retriever is asked for (what a shared retrieval cache needs)."""
-        return max(self.k, self.rerank_depth or 0) if self.reranker is not None else self.k
+        return retrieval_depth(self.k, self.reranker, self.rerank_depth)
 
     def _limit(self, generator: Generator) -> int:
         window_limit = generator.input_limit(self.max_new_tokens)
@@ -111,14 +119,8 @@ class RAG(Strategy):
         for example, (selected, provenance, aux) in zip(
             examples, self.select(examples, generator, corpus), strict=True
         ):
-            packed = pack(
-                generator,
-                selected,
-                lambda docs, q=example.question: question_messages(q, docs, abstain=self.abstain),
-                limit,
-                order=ORDERS[self.order],
-                evidence=example.evidence,
-            )
+            packed, info = self._pack_question(generator, example, selected, limit)
+            provenance.update(info)
             provenance.update(
                 context_ids=[s.chunk.id for s in packed.context.chunks],
                 context_tokens=packed.context.tokens,
@@ -128,6 +130,21 @@ class RAG(Strategy):
             out.append((packed, provenance, aux))
         return out
 
+    def _pack_question(
+        self, generator: Generator, example: Example, selected: list[Scored], limit: int
+    ) -> tuple[Packed, dict[str, Any]]:
+        """One question's prompt within ``limit`` tokens, and what to add to its provenance
+        (DRAG overrides this to put demonstrations in front)."""
+        packed = pack(
+            generator,
+            selected,
+            lambda docs: question_messages(example.question, docs, abstain=self.abstain),
+            limit,
+            order=ORDERS[self.order],
+            evidence=example.evidence,
+        )
+        return packed, {}
+
     def run(
         self,
         examples: Sequence[Example],
@@ -135,17 +152,16 @@ class RAG(Strategy):
         corpus: Sequence[Document] | None = None,
     ) -> list[Prediction]:
         prepared = self.contexts(examples, generator, corpus)
-        requests = [GenerationRequest(p.messages, max_new_tokens=self.max_new_tokens) for p, _, _ in prepared]
-        generations = generator.generate(requests)
-        predictions = []
-        for example, (_, provenance, aux), generation in zip(examples, prepared, generations, strict=True):
-            cost = generation_cost(generation, generator)
-            cost.aux_tokens += aux
-            cost.aux_seconds += provenance["retrieval_seconds"]
-            provenance["raw_answer"] = generation.text
-            provenance["cached"] = generation.cached
-            provenance["dropped_tokens"] += generation.truncated_tokens
-            predictions.append(Prediction(example.id, clean_answer(generation.text), cost, provenance))
+        predictions = answer_once(
+            generator,
+            examples,
+            [packed.messages for packed, _, _ in prepared],
+            [provenance for _, provenance, _ in prepared],
+            self.max_new_tokens,
+        )
+        for prediction, (_, provenance, aux) in zip(predictions, prepared, strict=True):
+            prediction.cost.aux_tokens += aux
+            prediction.cost.aux_seconds += provenance["retrieval_seconds"]
         return predictions
 
     def estimate(

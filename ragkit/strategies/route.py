@@ -31,6 +31,7 @@ from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.order import Order
 from ragkit.retrievers.base import Retriever
 from ragkit.strategies.base import Strategy
+from ragkit.strategies.context import retrieval_depth
 from ragkit.strategies.full_context import FullContext
 from ragkit.strategies.rag import RAG
 from ragkit.types import Cost, Document, Example, Prediction
@@ -86,9 +87,9 @@ class SelfRoute(Strategy):
         return self.rag_
 
     def retrieval_depth(self) -> int:
-        # RAG's rule, computed here: the runner asks while iterating this object's attributes,
+        # RAG's rule, not self.rag(): the runner asks while iterating this object's attributes,
         # so building the inner RAG now would change them under it.
-        return max(self.k, self.rerank_depth or 0) if self.reranker is not None else self.k
+        return retrieval_depth(self.k, self.reranker, self.rerank_depth)
 
     def _full(self, budget: int | None) -> FullContext:
         return FullContext(truncation=self.truncation, budget=budget, max_new_tokens=self.max_new_tokens)

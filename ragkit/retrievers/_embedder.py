@@ -1,0 +1,72 @@
+"""A sentence-transformers bi-encoder: loaded offline (dense retrieval, the bi-encoder reranker
+and the sentence-similarity pruner), and texts embedded unit-norm with the tokens it reads counted
+(the reranker and the pruner, which only differ in what they score: passages or sentences).
+
+Not a component module (the leading underscore keeps registry discovery away from it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def load_embedder(model: str, device: str, who: str) -> tuple[Any, dict[str, Any]]:
+    """The ``SentenceTransformer`` for ``model`` (never downloaded) and its identity for cache
+    keys; ``who`` names the component in the error raised when it cannot be loaded offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download from a model hub
+    from sentence_transformers import SentenceTransformer
+
+    from ragkit.retrievers.dense import _device, resolve_model
+
+    target, identity = resolve_model(model)
+    try:
+        loaded = SentenceTransformer(target, device=_device(device), local_files_only=True)
+    except Exception as exc:  # the library raises OSError, ValueError, HF errors...
+        raise RuntimeError(
+            f"{who}: cannot load embedding model {model!r} (from {target!r}) offline."
+            " Give field 'model' as 'minilm' (the packaged all-MiniLM-L6-v2), a local folder of a"
+            " sentence-transformers model, or a hub id already in the local HF cache."
+            f" Cause: {type(exc).__name__}: {exc}"
+        ) from exc
+    return loaded, identity
+
+
+@dataclass
+class Embedded:
+    queries: dict[str, np.ndarray]  # distinct query -> its embedding
+    texts: np.ndarray  # (len(texts), dim); (0, 1) when there are no texts
+    query_tokens: dict[str, int]
+    text_tokens: list[int]
+
+
+def embed(model: Any, queries: Sequence[str], texts: Sequence[str], batch_size: int) -> Embedded:
+    """Unit-norm embeddings of the distinct ``queries`` and of ``texts`` (dot products are cosines),
+    and the tokens the model reads for each: texts as the tokenizer truncates them, queries whole."""
+    distinct = list(dict.fromkeys(queries))
+
+    def encode(items: list[str]) -> np.ndarray:
+        return model.encode(
+            items,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    texts = list(texts)
+    query_ids = model.tokenizer(distinct)["input_ids"]
+    embedded = Embedded(
+        queries=dict(zip(distinct, encode(distinct), strict=True)),
+        texts=np.zeros((0, 1), dtype=np.float32),
+        query_tokens={q: len(ids) for q, ids in zip(distinct, query_ids, strict=True)},
+        text_tokens=[],
+    )
+    if texts:
+        embedded.texts = encode(texts)
+        embedded.text_tokens = [len(ids) for ids in model.tokenizer(texts, truncation=True)["input_ids"]]
+    return embedded
