@@ -296,3 +296,31 @@ def test_openai_unreachable_fails_fast_with_the_url():
     with pytest.raises(ServerError, match=f"cannot reach .*{port}/v1/chat/completions"):
         gen.generate([GenerationRequest([{"role": "user", "content": "x"}])])
     assert time.perf_counter() - started < 3
+
+
+def test_stop_strings_count_only_after_the_first_non_blank_character():
+    from ragkit.generators._hf import cut_at_stop
+
+    # A base model that opens with a blank line must not be stopped by "\n\n" before answering.
+    assert cut_at_stop("\n\nThe margin rose.\n\nQuestion: next", ("\n\n",)) == (
+        "\n\nThe margin rose.",
+        "\n\n",
+    )
+    assert cut_at_stop("\n\n", ("\n\n",)) == ("\n\n", None)
+    assert cut_at_stop("Paris\nAnswer: x", ("\nAnswer",)) == ("Paris", "\nAnswer")
+    assert cut_at_stop("  Paris", ("\n\n",)) == ("  Paris", None)
+
+
+def test_stopping_criterion_ignores_a_leading_blank_line():
+    import torch
+
+    from ragkit.generators.transformers import _StopStrings
+
+    class Decoder:  # ids are characters
+        def batch_decode(self, rows, skip_special_tokens=True):
+            return ["".join(chr(int(i)) for i in row) for row in rows]
+
+    prompt = [ord(c) for c in "Answer:"]
+    rows = torch.tensor([prompt + [ord(c) for c in "\n\n\n\n"], prompt + [ord(c) for c in "ok\n\n"]])
+    done = _StopStrings(Decoder(), ("\n\n",), len(prompt))(rows, None)
+    assert done.tolist() == [False, True]

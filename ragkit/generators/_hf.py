@@ -215,8 +215,11 @@ def _save_converted(folder: Path, tokenizer: Any, config: Any) -> None:
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
-    """``text`` up to the earliest stop string, and that stop string (None when none occurs)."""
-    hits = [(text.find(s), s) for s in stops if s and s in text]
+    """``text`` up to the earliest stop string, and that stop string (None when none occurs).
+    Stops count only after the first non-blank character: a base model that opens its answer with
+    a blank line ("Answer:\n\nThe ...") would otherwise stop on "\n\n" before saying anything."""
+    start = len(text) - len(text.lstrip())
+    hits = [(text.find(s, start), s) for s in stops if s and s in text[start:]]
     if not hits:
         return text, None
     pos, stop = min(hits)

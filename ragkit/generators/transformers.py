@@ -46,7 +46,7 @@ class _StopStrings:
         import torch
 
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
-        done = [any(s in text for s in self.stops) for text in texts]
+        done = [any(s in text.lstrip() for s in self.stops) for text in texts]  # as cut_at_stop
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -55,7 +55,7 @@ class TransformersGenerator(HFPromptGenerator):
     """Greedy decoding with ``transformers``; batched with left padding (prompts of similar length
     are batched together)."""
 
-    version = "1"
+    version = "2"  # 2: stop strings count only after the answer's first non-blank character
 
     def __init__(
         self,
@@ -211,5 +211,7 @@ class TransformersGenerator(HFPromptGenerator):
         decode = self.hf_tokenizer_.decode
         text, stop = cut_at_stop(decode(ids[:n], skip_special_tokens=True), stops)
         if stop is not None:
-            n = next(m for m in range(1, n + 1) if stop in decode(ids[:m], skip_special_tokens=True))
+            n = next(
+                m for m in range(1, n + 1) if stop in decode(ids[:m], skip_special_tokens=True).lstrip()
+            )
         return text.strip(), n
