@@ -211,7 +211,5 @@ class TransformersGenerator(HFPromptGenerator):
         decode = self.hf_tokenizer_.decode
         text, stop = cut_at_stop(decode(ids[:n], skip_special_tokens=True), stops)
         if stop is not None:
-            n = next(
-                m for m in range(1, n + 1) if stop in decode(ids[:m], skip_special_tokens=True).lstrip()
-            )
+            n = next(m for m in range(1, n + 1) if stop in decode(ids[:m], skip_special_tokens=True).lstrip())
         return text.strip(), n
