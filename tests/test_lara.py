@@ -149,3 +149,18 @@ def test_errors_say_what_is_wrong(lara_root, tmp_path):
     (lara_root / "32k" / "paper" / "32k_paper_0.md").unlink()
     with pytest.raises(DatasetError, match="field 'file': document not found"):
         LaRA(path=str(lara_root), subsets=["paper"]).load()
+
+
+def test_layout_whitespace_is_collapsed_unless_kept(lara_root):
+    from ragkit.data.lara import collapse_whitespace
+
+    table = "Revenue      $1,234\n\n\n   \n\nCost\t\t  $99   \n"
+    assert collapse_whitespace(table) == "Revenue $1,234\n\nCost $99"
+    acme = lara_root / "32k" / "financial" / "2024-Acme Corp.-j.txt"
+    acme.write_text(acme.read_text() + "\n\n\n\nTotal        $1,333")
+    collapsed = LaRA(path=str(lara_root), types=["location"]).load().examples[0].documents[0].text
+    kept = (
+        LaRA(path=str(lara_root), types=["location"], whitespace="keep").load().examples[0].documents[0].text
+    )
+    assert collapsed.endswith("\n\nTotal $1,333") and "  " not in collapsed
+    assert kept.endswith("\n\n\n\nTotal        $1,333")
