@@ -46,7 +46,7 @@ class _StopStrings:
         import torch
 
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
-        done = [any(s in text.lstrip() for s in self.stops) for text in texts]  # as cut_at_stop
+        done = [cut_at_stop(text, self.stops)[1] is not None for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -211,5 +211,9 @@ class TransformersGenerator(HFPromptGenerator):
         decode = self.hf_tokenizer_.decode
         text, stop = cut_at_stop(decode(ids[:n], skip_special_tokens=True), stops)
         if stop is not None:
-            n = next(m for m in range(1, n + 1) if stop in decode(ids[:m], skip_special_tokens=True).lstrip())
+            n = next(
+                m
+                for m in range(1, n + 1)
+                if cut_at_stop(decode(ids[:m], skip_special_tokens=True), (stop,))[1] is not None
+            )
         return text.strip(), n
