@@ -237,7 +237,8 @@ def train(config: TrainConfig, echo: Callable[[str], None] = print) -> dict[str,
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = lite.resolve_device(config.device)
-    calibration_source(config, [source_name(split_source(spec, 0)[0]) for spec in config.data])  # fail early
+    # Decided before training, so a wrong --calibrate-on fails before any work.
+    target = calibration_source(config, [source_name(split_source(spec, 0)[0]) for spec in config.data])
     pairs, heldout, counts = build_pairs(config)
     if not pairs:
         raise ValueError("train-pruner: no training pairs (are the sources empty?)")
@@ -320,15 +321,15 @@ def train(config: TrainConfig, echo: Callable[[str], None] = print) -> dict[str,
     for name, held in heldout.items():
         by_source[name] = all_scores[offset : offset + len(held)]
         offset += len(held)
-    target = calibration_source(config, list(heldout))
-    threshold = (
-        calibrate(by_source[target], heldout[target], config.target_recall) if heldout.get(target) else 0.5
-    )
+    own = {
+        name: calibrate(by_source[name], held, config.target_recall) for name, held in heldout.items() if held
+    }
+    threshold = own.get(target, 0.5)
     for name, held in heldout.items():
         part = sentence_metrics(by_source[name], held, threshold)
         metrics.update({f"heldout_{name}_{k}": v for k, v in part.items()})
-        if held:
-            metrics[f"heldout_{name}_threshold"] = calibrate(by_source[name], held, config.target_recall)
+        if name in own:
+            metrics[f"heldout_{name}_threshold"] = own[name]
     if all_pairs:
         metrics.update(
             {f"heldout_{k}": v for k, v in sentence_metrics(all_scores, all_pairs, threshold).items()}
