@@ -97,6 +97,10 @@ class CachedGenerator(Generator):
         return self.inner.max_new_tokens
 
     @property
+    def batch_size(self) -> int | None:
+        return getattr(self.inner, "batch_size", None)
+
+    @property
     def tokenizer(self) -> Tokenizer:
         return self.inner.tokenizer
 

@@ -170,8 +170,7 @@ def checkpoint_every(batch_size: int, generator: Any) -> int:
     ``batch_size``, but never more than the generator batches itself. A generator that takes one
     32k-token prompt at a time would otherwise run 16 questions (an hour on a CPU) before the
     first write, and a kill would lose them all."""
-    inner = getattr(generator, "inner", generator)
-    own = getattr(inner, "batch_size", None)
+    own = getattr(generator, "batch_size", None)
     size = max(1, batch_size)
     return min(size, own) if isinstance(own, int) and own >= 1 else size
 
