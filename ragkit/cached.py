@@ -18,7 +18,7 @@ from typing import Any
 from ragkit.cache import Cache, cache_key
 from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo, Tokenizer
 from ragkit.retrievers.base import Retriever
-from ragkit.types import Corpus, Evidence, Scored
+from ragkit.types import Corpus, Evidence, Scored, split_evenly
 
 
 class CachedRetriever(Retriever):
@@ -64,15 +64,15 @@ class CachedRetriever(Retriever):
                 [queries[i] for i in missing], corpus, want, evidence=[ev[i] for i in missing]
             )
             seconds = (time.perf_counter() - started) / len(missing)
-            tokens = (getattr(self.inner, "aux_tokens_", 0) - tokens_before) // len(missing)
+            tokens = split_evenly(getattr(self.inner, "aux_tokens_", 0) - tokens_before, len(missing))
             new = {
                 keys[i]: {
                     "depth": want,
                     "hits": [[s.chunk.id, s.score] for s in hits],
-                    "aux_tokens": tokens,
+                    "aux_tokens": share,
                     "seconds": seconds,
                 }
-                for i, hits in zip(missing, fresh, strict=True)
+                for i, hits, share in zip(missing, fresh, tokens, strict=True)
             }
             self.cache.put_many("retrieval", new)
             found.update(new)

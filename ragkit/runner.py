@@ -203,7 +203,15 @@ ProgressHook = Callable[[str, int, int], None]  # (configuration name, done, tot
 
 # Numeric provenance every strategy may record (pruning compression, IterDRAG rounds, routing):
 # copied into the per-question scores so summaries and MLflow metrics carry their means.
-_SKIP_PROVENANCE = {"evidence_recall", "dropped_tokens", "gold_survived", "cached", "retrieval_seconds"}
+_SKIP_PROVENANCE = {
+    "evidence_recall",
+    "dropped_tokens",
+    "gold_survived",
+    "cached",
+    "retrieval_seconds",
+    "rerank_seconds",
+    "prune_seconds",
+}
 
 
 def _with_extra_scores(scores: pd.DataFrame, examples: Sequence[Any], predictions: Sequence[Prediction]):

@@ -103,6 +103,23 @@ class Context:
 
 
 @dataclass
+class AuxUse:
+    """What an auxiliary model (reranker, pruner) read for one query in one call, and how long it
+    took. Cached scores carry the cost of their original computation, so a configuration's cost does
+    not depend on what ran before it."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def split_evenly(total: int, n: int) -> list[int]:
+    """``total`` tokens shared by ``n`` queries of one batched call, summing exactly to ``total``
+    (the first ``total % n`` get one more), so no token is lost to rounding."""
+    share, extra = divmod(total, n)
+    return [share + (1 if i < extra else 0) for i in range(n)]
+
+
+@dataclass
 class Cost:
     """What answering one question cost. ``input_tokens`` summed over all generator calls is the
     *effective context length*, the budget axis of "Inference Scaling for Long-Context RAG"."""

@@ -68,3 +68,11 @@ def test_generator_window_guard_records_truncation():
 def test_cost_addition():
     total = Cost(input_tokens=10, calls=1, flops=2.0) + Cost(input_tokens=5, output_tokens=3, calls=1)
     assert total.effective_context_tokens == 15 and total.calls == 2 and total.output_tokens == 3
+
+
+def test_split_evenly_loses_no_token():
+    from ragkit.types import split_evenly
+
+    assert split_evenly(10, 3) == [4, 3, 3]
+    assert split_evenly(2, 4) == [1, 1, 0, 0]
+    assert sum(split_evenly(12345, 7)) == 12345

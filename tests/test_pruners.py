@@ -197,3 +197,45 @@ def test_provence_lite_prunes_with_a_saved_model(tmp_path):
         "pruner", "provence-lite", {"model": str(tmp_path / "m"), "max_length": 24, "threshold": 1.0}
     )
     assert strict.prune([QUESTION], CANDIDATES) == [[]] and strict.scored_ == 0
+
+
+class Clock:
+    """A stand-in for time.perf_counter that advances one second per reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_pruner_reports_each_querys_tokens_and_seconds_even_from_cache(monkeypatch):
+    import ragkit.pruners._scoring as scoring
+
+    monkeypatch.setattr(scoring.time, "perf_counter", Clock())
+    queries = [QUESTION, "How is bread baked?"]
+    candidates = [CANDIDATES[0], [Scored(OTHER, 1.0)]]  # 2 passages, then 1 (already scored: a hit)
+    first = KeywordPruner()
+    first.prune(queries, candidates)
+    # one model call for the 3 distinct (query, passage) pairs, one clock second: 1/3 s each
+    assert [u.tokens for u in first.last_use_] == [20, 10]
+    assert [u.seconds for u in first.last_use_] == pytest.approx([2 / 3, 1 / 3])
+    again = KeywordPruner(threshold=0.9)
+    again.prune(queries, candidates)
+    assert again.calls == 0  # all cached, yet each query is charged what its scoring cost
+    assert again.last_use_ == first.last_use_
+
+
+def test_pruner_score_entries_without_seconds_are_recomputed():
+    from ragkit.cache import cache_key, get_cache
+    from ragkit.pruners._scoring import CACHE_STAGE
+
+    pruner = KeywordPruner()
+    item = ScoringItem(QUESTION, OTHER, chunk_sentences(OTHER))
+    key = cache_key(CACHE_STAGE, pruner.score_spec(), item.query, OTHER.title, OTHER.text, item.sentences)
+    old = SentenceScores([0.9, 0.9], 0.9, tokens=10).to_json()
+    del old["seconds"]  # the layout before scoring time was stored
+    get_cache().put_many(CACHE_STAGE, {key: old})
+    [scores] = pruner.scores([item])
+    assert pruner.calls == 1 and scores.sentences == [0.1, 0.1]  # re-scored, not read back

@@ -83,3 +83,31 @@ def test_full_context_estimate_matches_run():
 )
 def test_cut_tokens(where, expected):
     assert cut_tokens(list(range(10)), 4, where) == expected
+
+
+def test_rag_charges_reranker_and_pruner_tokens_and_seconds_per_question():
+    from ragkit.pruners.base import Pruner
+    from ragkit.rerankers.base import Reranker
+    from ragkit.types import AuxUse
+
+    class Reverse(Reranker):
+        def rerank(self, queries, candidates):
+            self.last_use_ = [AuxUse(tokens=3 * (i + 1), seconds=0.5 * (i + 1)) for i in range(len(queries))]
+            return [list(reversed(c)) for c in candidates]
+
+    class Keep(Pruner):
+        def prune(self, queries, candidates, *, evidence=None):
+            self.last_use_ = [AuxUse(tokens=100, seconds=2.0) for _ in queries]
+            return [list(c) for c in candidates]
+
+    other = Example(id="e2", question="What is gamma?", answers=["gamma"], documents=DOCS)
+    rag = RAG(retriever=build("retriever", "bm25"), k=2, reranker=Reverse(), rerank_depth=3, pruner=Keep())
+    plain = RAG(retriever=build("retriever", "bm25"), k=2)
+    predictions = rag.run([EXAMPLE, other], gen())
+    baseline = plain.run([EXAMPLE, other], gen())
+    for i, (p, b) in enumerate(zip(predictions, baseline, strict=True)):
+        assert p.cost.aux_tokens - b.cost.aux_tokens == 3 * (i + 1) + 100
+        assert p.provenance["rerank_seconds"] == 0.5 * (i + 1) and p.provenance["prune_seconds"] == 2.0
+        assert p.cost.aux_seconds == pytest.approx(p.provenance["retrieval_seconds"] + 0.5 * (i + 1) + 2.0)
+    estimated = rag.estimate([EXAMPLE, other], gen())
+    assert [c.aux_tokens for c in estimated] == [p.cost.aux_tokens for p in predictions]

@@ -10,6 +10,7 @@ Not a component module (the leading underscore keeps registry discovery away fro
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 from ragkit.cache import cache_key, get_cache
 from ragkit.data.sentences import split_sentences
 from ragkit.pruners.base import Pruner
-from ragkit.types import Chunk, Evidence, Scored
+from ragkit.types import AuxUse, Chunk, Evidence, Scored
 
 CACHE_STAGE = "pruner-scores"
 
@@ -43,6 +44,7 @@ class SentenceScores:
     passage: float | None = None
     tokens: int = 0
     text: str | None = None  # a model's own pruned text, when it returns text rather than scores
+    seconds: float = 0.0  # this item's share of the measured scoring time (set by the cache layer)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,11 +52,18 @@ class SentenceScores:
             "passage": self.passage,
             "tokens": self.tokens,
             "text": self.text,
+            "seconds": self.seconds,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SentenceScores:
-        return cls(list(data["sentences"]), data.get("passage"), int(data.get("tokens", 0)), data.get("text"))
+        return cls(
+            list(data["sentences"]),
+            data.get("passage"),
+            int(data.get("tokens", 0)),
+            data.get("text"),
+            float(data.get("seconds", 0.0)),
+        )
 
 
 @dataclass
@@ -130,15 +139,18 @@ class ScoringPruner(Pruner):
             cache_key(CACHE_STAGE, identity, it.query, it.chunk.title, it.chunk.text, it.sentences)
             for it in items
         ]
-        found = cache.get_many(CACHE_STAGE, keys)
+        # Entries written before scoring time was stored are recomputed, not charged zero seconds.
+        found = {key: v for key, v in cache.get_many(CACHE_STAGE, keys).items() if "seconds" in v}
         first: dict[str, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
         missing = [key for key in first if key not in found]
         if missing:
+            started = time.perf_counter()
             fresh = self._score([items[first[key]] for key in missing])
+            each = (time.perf_counter() - started) / len(missing)
             self.scored_ += len(missing)
-            new = {key: s.to_json() for key, s in zip(missing, fresh, strict=True)}
+            new = {key: replace(s, seconds=each).to_json() for key, s in zip(missing, fresh, strict=True)}
             cache.put_many(CACHE_STAGE, new)
             found.update(new)
         out = [SentenceScores.from_json(found[key]) for key in keys]
@@ -160,10 +172,14 @@ class ScoringPruner(Pruner):
         ]
         flat = iter(self.scores(items) if items else [])
         out: list[list[Scored]] = []
+        use: list[AuxUse] = []
         for cands in candidates:
             kept: list[Scored] = []
+            spent = AuxUse()
             for scored in cands:
                 scores = next(flat)
+                spent.tokens += scores.tokens
+                spent.seconds += scores.seconds
                 sentences = chunk_sentences(scored.chunk)
                 chunk = self.apply(scored.chunk, sentences, scores)
                 if chunk is None:
@@ -175,4 +191,6 @@ class ScoringPruner(Pruner):
             if self.rerank:
                 kept.sort(key=lambda s: (-s.score, s.chunk.position))
             out.append(kept)
+            use.append(spent)
+        self.last_use_ = use
         return out

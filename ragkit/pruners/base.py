@@ -6,10 +6,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from ragkit.component import Component
-from ragkit.types import Evidence, Scored
+from ragkit.types import AuxUse, Evidence, Scored
 
 
 class Pruner(Component, ABC):
+    # Per query of the last ``prune`` call: tokens the model read and seconds it took. A pruner that
+    # runs a model sets it on every call; one that reads nothing (oracle, truncate) leaves it empty.
+    last_use_: Sequence[AuxUse] = ()
+
     @abstractmethod
     def prune(
         self,

@@ -10,6 +10,7 @@ counts the tokens the model reads (the cache is an experiment shortcut, so cache
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ragkit.cache import cache_key, get_cache
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.retrievers._common import indexed_text
-from ragkit.types import Scored
+from ragkit.types import AuxUse, Scored
 
 CACHE_STAGE = "reranker-scores"
 
@@ -37,33 +38,39 @@ def cached_rerank(
     queries: Sequence[str],
     candidates: Sequence[Sequence[Scored]],
     score: Callable[[list[tuple[str, str]]], list[tuple[float, int]]],
-) -> tuple[list[list[Scored]], int]:
+) -> tuple[list[list[Scored]], list[AuxUse]]:
     """Re-score every (query, candidate) through the cache; ``score`` gets the missing pairs and
     returns (score, tokens read) for each. Returns the candidates sorted best first (ties by
-    position) and the tokens read for all pairs."""
+    position) and, per query, the tokens read and seconds taken for its pairs. Each cache entry
+    keeps its pair's share of the measured time, so a cached pair costs what it cost when scored;
+    an entry from before seconds were stored is recomputed rather than charged zero seconds."""
     cache = get_cache()
     pairs = [(q, indexed_text(s.chunk)) for q, cands in zip(queries, candidates, strict=True) for s in cands]
     keys = [cache_key(CACHE_STAGE, identity, q, text) for q, text in pairs]
-    found = cache.get_many(CACHE_STAGE, keys)
+    found = {key: v for key, v in cache.get_many(CACHE_STAGE, keys).items() if len(v) == 3}
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)
     missing = [key for key in first if key not in found]
     if missing:
+        started = time.perf_counter()
         fresh = score([pairs[first[key]] for key in missing])
-        new = {key: [float(s), int(t)] for key, (s, t) in zip(missing, fresh, strict=True)}
+        each = (time.perf_counter() - started) / len(missing)
+        new = {key: [float(s), int(t), each] for key, (s, t) in zip(missing, fresh, strict=True)}
         cache.put_many(CACHE_STAGE, new)
         found.update(new)
     values = iter(found[key] for key in keys)
-    out, tokens = [], 0
+    out, use = [], []
     for cands in candidates:
-        rescored = []
+        rescored, spent = [], AuxUse()
         for scored in cands:
-            value, read = next(values)
-            tokens += read
+            value, read, seconds = next(values)
+            spent.tokens += read
+            spent.seconds += seconds
             rescored.append(Scored(scored.chunk, value))
         out.append(sorted(rescored, key=lambda s: (-s.score, s.chunk.position)))
-    return out, tokens
+        use.append(spent)
+    return out, use
 
 
 @register("reranker", "cross-encoder")
@@ -125,6 +132,6 @@ class CrossEncoderReranker(Reranker):
 
     def rerank(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
         identity = {**self.spec(), "model": model_identity(self.model)}
-        out, tokens = cached_rerank(identity, queries, candidates, self._score)
-        self.aux_tokens_ += tokens
+        out, self.last_use_ = cached_rerank(identity, queries, candidates, self._score)
+        self.aux_tokens_ += sum(u.tokens for u in self.last_use_)
         return out

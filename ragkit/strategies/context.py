@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ragkit.generators.base import Generator, Message
 from ragkit.rerankers.base import Reranker
 from ragkit.strategies.prompts import format_chunk
-from ragkit.types import Chunk, Context, Corpus, Document, Evidence, Example, Scored
+from ragkit.types import AuxUse, Chunk, Context, Corpus, Document, Evidence, Example, Scored, split_evenly
 
 
 def default_chunker():
@@ -80,13 +81,27 @@ def retrieve_batch(
         )
         took = time.perf_counter() - started if before_s is None else retriever.aux_seconds_ - before_s
         spent = getattr(retriever, "aux_tokens_", 0) - before
-        for i, hits in zip(indices, found, strict=True):
+        for i, hits, share in zip(indices, found, split_evenly(spent, len(indices)), strict=True):
             results[i] = hits
-            aux[i] = spent // len(indices)
+            aux[i] = share
             seconds[i] = took / len(indices)
     if seconds_out is not None:
         seconds_out[:] = seconds
     return [r or [] for r in results], aux
+
+
+def aux_use(component: Any, n: int) -> list[AuxUse]:
+    """Per-query tokens and seconds of a reranker's or pruner's last call over ``n`` queries
+    (zeros for one that runs no model)."""
+    use = list(getattr(component, "last_use_", ()))
+    if use and len(use) != n:
+        raise RuntimeError(f"{type(component).__name__}.last_use_ has {len(use)} entries for {n} queries")
+    return use or [AuxUse() for _ in range(n)]
+
+
+def aux_seconds(provenance: dict[str, Any]) -> float:
+    """Seconds the auxiliary stages (retrieval, reranking, pruning) spent on one question."""
+    return sum(provenance.get(name, 0.0) for name in ("retrieval_seconds", "rerank_seconds", "prune_seconds"))
 
 
 def evidence_in(evidence: Sequence[Evidence], texts: Sequence[str]) -> float | None:

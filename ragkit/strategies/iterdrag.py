@@ -42,7 +42,7 @@ from ragkit.rerankers.order import Order
 from ragkit.retrievers.base import Retriever
 from ragkit.strategies._common import record_call
 from ragkit.strategies.base import generation_cost
-from ragkit.strategies.context import CorpusBuilder, retrieve_batch
+from ragkit.strategies.context import CorpusBuilder, aux_seconds, retrieve_batch
 from ragkit.strategies.drag import DRAG, Demo
 from ragkit.strategies.prompts import clean_answer
 from ragkit.types import Corpus, Cost, Document, Example, Prediction, Scored
@@ -211,7 +211,7 @@ class IterDRAG(DRAG):
             )
             state.shown = {s.chunk.id for s in packed.context.chunks}
             state.cost.aux_tokens += aux
-            state.cost.aux_seconds += provenance.get("retrieval_seconds", 0.0)
+            state.cost.aux_seconds += aux_seconds(provenance)
             provenance.update(sub_queries=[], step_retrieved=[], outputs=[], parse_failures=0)
             states.append(state)
         return states

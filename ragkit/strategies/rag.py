@@ -22,6 +22,8 @@ from ragkit.strategies.base import Strategy
 from ragkit.strategies.context import (
     CorpusBuilder,
     Packed,
+    aux_seconds,
+    aux_use,
     evidence_in,
     pack,
     retrieval_depth,
@@ -85,25 +87,25 @@ class RAG(Strategy):
             for h, t in zip(hits, seconds, strict=True)
         ]
         if self.reranker is not None:
-            before = getattr(self.reranker, "aux_tokens_", 0)
             hits = self.reranker.rerank(questions, hits)
-            spent = getattr(self.reranker, "aux_tokens_", 0) - before
-            aux = [a + spent // len(examples) for a in aux]
-            for p, h in zip(provenance, hits, strict=True):
+            use = aux_use(self.reranker, len(examples))
+            aux = [a + u.tokens for a, u in zip(aux, use, strict=True)]
+            for p, h, u in zip(provenance, hits, use, strict=True):
                 p["reranked"] = [[s.chunk.id, round(s.score, 6)] for s in h]
+                p["rerank_seconds"] = u.seconds
         selected = [h[: self.k] for h in hits]
         for p, sel, ev in zip(provenance, selected, evidence, strict=True):
             p["evidence_recall"] = evidence_in(ev, [s.chunk.text for s in sel])
         if self.pruner is not None:
             count = generator.count_tokens
             before_tokens = [sum(count(s.chunk.text) for s in sel) for sel in selected]
-            before = getattr(self.pruner, "aux_tokens_", 0)
             selected = self.pruner.prune(questions, selected, evidence=evidence)
-            spent = getattr(self.pruner, "aux_tokens_", 0) - before
-            aux = [a + spent // len(examples) for a in aux]
-            for p, sel, ev, b in zip(provenance, selected, evidence, before_tokens, strict=True):
+            use = aux_use(self.pruner, len(examples))
+            aux = [a + u.tokens for a, u in zip(aux, use, strict=True)]
+            for p, sel, ev, b, u in zip(provenance, selected, evidence, before_tokens, use, strict=True):
                 after = sum(count(s.chunk.text) for s in sel)
                 p.update(
+                    prune_seconds=u.seconds,
                     tokens_before_pruning=b,
                     tokens_after_pruning=after,
                     compression=(1 - after / b) if b else 0.0,
@@ -161,7 +163,7 @@ class RAG(Strategy):
         )
         for prediction, (_, provenance, aux) in zip(predictions, prepared, strict=True):
             prediction.cost.aux_tokens += aux
-            prediction.cost.aux_seconds += provenance["retrieval_seconds"]
+            prediction.cost.aux_seconds += aux_seconds(provenance)
         return predictions
 
     def estimate(
@@ -177,7 +179,7 @@ class RAG(Strategy):
                 output_tokens=max_new,
                 calls=1,
                 aux_tokens=aux,
-                aux_seconds=provenance["retrieval_seconds"],
+                aux_seconds=aux_seconds(provenance),
             )
             for p, provenance, aux in self.contexts(examples, generator, corpus)
         ]
