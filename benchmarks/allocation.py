@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ragkit.allocation import DEFAULT_DIMS, fit, log_theta, parse_dim, sigmoid, with_dims
 from ragkit.budget import parse_tokens
+from ragkit.regret import regret_table
 from ragkit.suggestion import (
     BY,
     TOKENS,
@@ -38,7 +39,6 @@ from ragkit.suggestion import (
     fit_results,
     group_of,
     parametric,
-    regret_table,
     short_label,
     theta_of,
 )

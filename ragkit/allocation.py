@@ -42,7 +42,7 @@ What the paper says, and what this module does:
   remaining domains", "only i is derived from the target domain") and length extrapolation (fitted
   on shorter context lengths, tested on longer ones). Here R^2 and MSE in score and logit space
   with every point kept; the regret of leave-one-dataset-out (``transfer_*``) and
-  leave-one-budget-out (``lobo_*``) picks in :func:`ragkit.suggestion.regret_table`.
+  leave-one-budget-out (``lobo_*``) picks in :func:`ragkit.regret.regret_table`.
 """
 
 from __future__ import annotations

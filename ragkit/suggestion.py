@@ -1,4 +1,6 @@
-"""The allocation model on result tables: fit per (generator, dataset), suggest per budget, regret.
+"""The allocation model on result tables: fit per (generator, dataset), suggest per budget.
+
+Validation of the suggestions (regret against the grid-best) is in :mod:`ragkit.regret`.
 
 Works on the one-row-per-configuration frame of :func:`ragkit.report.load_results` (dotted params
 such as ``strategy.type`` and ``strategy.k``, metrics such as ``contains_answer`` and
@@ -46,7 +48,7 @@ def fit_columns(results: Any, by: str = "generator+dataset") -> list[str]:
     return [c for c in columns if c.startswith("generator.")] if by == "generator" else columns
 
 
-def _key(row: Any, columns: Sequence[str]) -> str:
+def row_key(row: Any, columns: Sequence[str]) -> str:
     return "|".join(f"{c}={row[c]}" for c in columns)
 
 
@@ -104,7 +106,7 @@ def informativeness_table(
     sources: dict[tuple[str, str], dict[str, str]] = {}
     if rows.empty:
         return table, sources
-    data = rows.apply(lambda r: _key(r, data_columns), axis=1)
+    data = rows.apply(lambda r: row_key(r, data_columns), axis=1)
     names = [d.name for d in dims]
     for dk, part in rows.groupby(data, sort=True):
         family = part[STRATEGY].map(FAMILY)
@@ -123,7 +125,7 @@ def informativeness_table(
 def _info_rows(rows: Any, dims: Sequence[Dim], table: dict, data_columns: Sequence[str]) -> np.ndarray:
     out = np.zeros((len(rows), len(dims)))
     for pos, (_, row) in enumerate(rows.iterrows()):
-        key = (_key(row, data_columns), FAMILY[row[STRATEGY]])
+        key = (row_key(row, data_columns), FAMILY[row[STRATEGY]])
         if key not in table:
             raise KeyError(f"no informativeness for {key} (measured: {sorted(table)})")
         out[pos] = table[key]
@@ -149,7 +151,7 @@ class GroupFit:
         return self.model.predict(theta_of(rows, dims), self.info_rows(rows, dims, info))
 
     def dataset_key(self, row: Any) -> str:
-        return _key(row, self.data_columns)
+        return row_key(row, self.data_columns)
 
     def info_doc(self) -> dict[str, dict[str, Any]]:
         """The informativeness table as JSON: dataset key -> family -> {"i", "from"}."""
@@ -180,7 +182,7 @@ def fit_results(
         return {}
     fit_cols, data_cols = fit_columns(results, by), dataset_columns(results)
     fits: dict[str, GroupFit] = {}
-    for key, group in rows.groupby(rows.apply(lambda r: _key(r, fit_cols), axis=1), sort=True):
+    for key, group in rows.groupby(rows.apply(lambda r: row_key(r, fit_cols), axis=1), sort=True):
         info, info_from = informativeness_table(group, metric, dims, data_cols)
         used = group if max_tokens is None else group[group[TOKENS] <= max_tokens]
         if used.empty:
@@ -199,7 +201,7 @@ def fit_results(
 
 def fit_for(fits: dict[str, GroupFit], group: Any, by: str = "generator+dataset") -> GroupFit | None:
     """The fit that covers one (generator, dataset) group of result rows."""
-    return fits.get(_key(group.iloc[0], fit_columns(group, by))) if len(group) else None
+    return fits.get(row_key(group.iloc[0], fit_columns(group, by))) if len(group) else None
 
 
 def short_label(key: str) -> str:
@@ -219,7 +221,7 @@ def group_of(results: Any) -> Any:
     """The (generator, dataset) key of each row: suggestions, regret and plots are per dataset
     whichever way the model was fitted (:func:`fit_for` finds the fit of a group)."""
     columns = group_columns(results)
-    return results.apply(lambda r: _key(r, columns), axis=1) if len(results) else results.index.to_series()
+    return results.apply(lambda r: row_key(r, columns), axis=1) if len(results) else results.index.to_series()
 
 
 # -- tokens of configurations that were not run ----------------------------------------------------
@@ -320,85 +322,3 @@ def suggest(
             fitting.insert(0, "group", key)
             tables.append(fitting)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-
-
-def _pick(rows: Any, metric: str, scores: np.ndarray | None = None) -> tuple[str, float]:
-    if rows.empty:
-        return "", float("nan")
-    pos = int(np.argmax(scores if scores is not None else rows[metric].to_numpy(float)))
-    return str(rows.iloc[pos].get("config_name", "")), float(rows.iloc[pos][metric])
-
-
-def regret_table(
-    results: Any,
-    budgets: Sequence[int],
-    metric: str,
-    dims: Sequence[Dim] = DEFAULT_DIMS,
-    *,
-    by: str = "generator+dataset",
-) -> Any:
-    """Per (generator, dataset) and budget: the grid-best parametric configuration within the
-    budget and the regret (grid-best score - measured score of the pick) of
-
-    - ``model_pick``: the model fitted on everything (``by``: see :func:`fit_results`);
-    - ``lobo_pick`` (length extrapolation, the paper's Table 4): fitted only on configurations
-      within the previous, smaller budget;
-    - ``transfer_pick`` (domain generalisation, the paper's Table 3; when the generator has other
-      datasets): fitted on the generator's other datasets, with i measured on this one;
-    - the baselines "always largest k" (plain RAG) and "always full context" (a negative regret
-      means the baseline beat every parametric configuration)."""
-
-    budgets = sorted(budgets)
-    clean = results.dropna(subset=[metric, TOKENS])
-    fits = fit_results(clean, metric, dims, by=by)
-    keys = group_of(clean)
-    generator = clean.apply(lambda r: _key(r, fit_columns(clean, "generator")), axis=1)
-    records = []
-    for key, group in clean.groupby(keys, sort=True):
-        params = parametric(group)
-        gf = fit_for(fits, group, by)
-        pooled = clean[generator == generator[group.index[0]]] if by == "generator" else group
-        transfer, target_info = None, None
-        others = clean[(generator == generator[group.index[0]]) & (keys != key)]
-        if not parametric(others).empty and not params.empty:
-            transfer = fit_for(fit_results(others, metric, dims, by="generator"), others, "generator")
-            target_info, _ = informativeness_table(params, metric, dims, dataset_columns(clean))
-        for j, budget in enumerate(budgets):
-            pool = params[params[TOKENS] <= budget]
-            record: dict[str, Any] = {"group": key, "budget": budget, "n_candidates": len(pool)}
-            best_name, best = _pick(pool, metric)
-            record |= {"grid_best": best_name, "grid_best_score": best}
-            if gf is not None and not pool.empty:
-                name, score = _pick(pool, metric, gf.predict_rows(pool, dims))
-                record |= {"model_pick": name, "model_pick_score": score, "regret": best - score}
-            if j > 0 and not pool.empty:
-                small = fit_for(
-                    fit_results(pooled, metric, dims, by=by, max_tokens=budgets[j - 1]), group, by
-                )
-                if small is not None:
-                    name, score = _pick(pool, metric, small.predict_rows(pool, dims))
-                    record |= {
-                        "lobo_pick": name,
-                        "lobo_pick_score": score,
-                        "lobo_regret": best - score,
-                        "lobo_train_points": small.model.metrics["n_points"],
-                    }
-            if transfer is not None and not pool.empty:
-                name, score = _pick(pool, metric, transfer.predict_rows(pool, dims, target_info))
-                record |= {
-                    "transfer_pick": name,
-                    "transfer_pick_score": score,
-                    "transfer_regret": best - score,
-                }
-            rag = pool[pool[STRATEGY] == "rag"]
-            if not rag.empty:
-                k = theta_of(rag, dims)[:, [d.name for d in dims].index("k")]
-                largest = rag[k == k.max()]
-                name, score = _pick(largest, metric)
-                record |= {"largest_k_pick": name, "largest_k_regret": best - score}
-            fc = group[(group[STRATEGY] == "full_context") & (group[TOKENS] <= budget)]
-            if not fc.empty:
-                widest = fc[fc[TOKENS] == fc[TOKENS].max()]
-                record |= {"full_context_regret": best - float(widest[metric].mean())}
-            records.append(record)
-    return pd.DataFrame(records)

@@ -14,12 +14,12 @@ from ragkit.allocation import (
     sigmoid,
     with_dims,
 )
+from ragkit.regret import regret_table
 from ragkit.suggestion import (
     fit_results,
     group_of,
     informativeness,
     informativeness_table,
-    regret_table,
     suggest,
     theta_of,
 )

@@ -133,12 +133,12 @@ def analyse(
 ) -> dict[str, Any]:
     """Fit, suggest, regret and plots for every group; writes everything into ``out_dir``."""
     from ragkit import plots
+    from ragkit.regret import regret_table
     from ragkit.suggestion import (
         candidates,
         fit_for,
         fit_results,
         group_of,
-        regret_table,
         short_label,
         suggest,
     )
