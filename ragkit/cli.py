@@ -109,21 +109,33 @@ def estimate(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None
 def report(
     file: Annotated[str, typer.Argument(help="experiment YAML or MLflow parent run id")],
     by: Annotated[list[str] | None, typer.Option("--by", help="break down by a column or meta field")] = None,
-    metric: Annotated[str, typer.Option(help="metric for breakdowns and paired comparisons")] = (
-        "contains_answer"
-    ),
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="metric for breakdowns and paired comparisons (default: the judge's verdicts when"
+            " judged, answer≈ for free-form answers, needle scores for needles, else contains_answer)"
+        ),
+    ] = None,
     baseline: Annotated[
         str | None,
         typer.Option(help="configuration name or config-hash prefix: paired differences against it"),
     ] = None,
 ) -> None:
     """Tables of finished results (no model runs)."""
-    from ragkit.report import breakdown, display_table, load_results, load_scores, paired_against
+    from ragkit.report import (
+        breakdown,
+        default_metric,
+        display_table,
+        load_results,
+        load_scores,
+        paired_against,
+    )
 
     results = load_results(file)
     if results.empty:
         _fail(RuntimeError(f"no finished configurations found for {file}"))
     print_frame(display_table(results), title="results (95% intervals)")
+    metric = metric or default_metric(results)
     if by:
         try:
             scores = load_scores(file)

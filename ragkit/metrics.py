@@ -198,6 +198,12 @@ _PER_QUESTION = {
 }
 
 
+# Metrics merged in by the runner that tables lead with, so they get intervals too (over the
+# questions they apply to): 0/1 verdicts get Wilson's, graded scores a bootstrap.
+_BINARY_EXTRA = {"judge_correct", "needle_exact"}
+_GRADED_EXTRA = {"longform_approx", "answer_recall_approx", "needle_recall"}
+
+
 def summarize(scores: pd.DataFrame) -> dict[str, float]:
     """Aggregates of :func:`score` rows (names as in RESULTS.md). Metrics without data (no gold
     evidence, no unanswerable questions) are left out rather than NaN, which JSON cannot hold.
@@ -224,7 +230,12 @@ def summarize(scores: pd.DataFrame) -> dict[str, float]:
     for column in scores.columns:
         extra = column not in _PER_QUESTION and not column.startswith(("cost_", "meta_"))
         if extra and pd.api.types.is_numeric_dtype(scores[column]) and scores[column].notna().any():
-            out[column] = float(scores[column].astype(float).mean())
+            values = scores[column].astype(float).dropna()
+            out[column] = float(values.mean())
+            if column in _BINARY_EXTRA:
+                out[f"{column}_ci_low"], out[f"{column}_ci_high"] = wilson_interval(values.sum(), len(values))
+            elif column in _GRADED_EXTRA:
+                out[f"{column}_ci_low"], out[f"{column}_ci_high"] = bootstrap_interval(values.to_numpy())
     return out
 
 

@@ -17,13 +17,29 @@ import pandas as pd
 
 from ragkit.config import flatten, load_experiment
 
-TABLE_METRICS = [
+# The accuracy columns a table leads with, most trustworthy first: a judge's verdicts when one was
+# configured, the free-form approximation for sentence answers (LaRA), exact needle scores, and
+# contains-answer for short-answer QA. EM and contains-answer are 0 on sentence answers by design.
+HEADLINES: list[tuple[str, str]] = [
+    ("judge_correct", "judge"),
+    ("longform_approx", "answer≈ (approx)"),
+    ("needle_exact", "needle exact"),
+    ("needle_recall", "needle recall"),
     ("contains_answer", "acc (contains)"),
-    ("f1", "F1"),
-    ("em", "EM"),
-    ("effective_context_tokens", "eff. ctx tokens"),
-    ("seconds_per_question", "s/question"),
 ]
+SHORT_ANSWER = ("contains_answer", "em")
+
+
+def headline_metrics(frame: pd.DataFrame) -> list[str]:
+    """The accuracy metrics ``frame`` (results or per-question scores) has data for, best first."""
+    present = [m for m, _ in HEADLINES if m in frame.columns and frame[m].notna().any()]
+    free_form = any(m != "contains_answer" for m in present)
+    return [m for m in present if not (free_form and m in SHORT_ANSWER)] or ["contains_answer"]
+
+
+def default_metric(frame: pd.DataFrame) -> str:
+    """The metric breakdowns and paired comparisons use when none is named."""
+    return headline_metrics(frame)[0]
 
 
 def results_frame(results: Sequence[Any]) -> pd.DataFrame:
@@ -132,21 +148,23 @@ def format_interval(row: pd.Series, metric: str) -> str:
 
 
 def display_table(results: pd.DataFrame) -> pd.DataFrame:
-    """The table ``ragkit run`` ends with: configuration, accuracy and F1 with 95% intervals,
-    mean effective context tokens, seconds per question."""
+    """The table ``ragkit run`` ends with: configuration, the headline accuracy metrics and F1 with
+    95% intervals (EM for short answers), mean effective context tokens, seconds per question."""
+    labels = dict(HEADLINES)
+    headlines = headline_metrics(results)
     rows = []
     for _, row in results.iterrows():
-        rows.append(
-            {
-                "configuration": row["config_name"],
-                "acc (contains) [95% CI]": format_interval(row, "contains_answer"),
-                "F1 [95% CI]": format_interval(row, "f1"),
-                "EM": f"{row.get('em', float('nan')):.3f}",
-                "eff. ctx tokens": f"{row.get('effective_context_tokens', float('nan')):.0f}",
-                "s/question": f"{row.get('seconds_per_question', float('nan')):.2f}",
-                "n": int(row.get("n_questions", 0) or 0),
-            }
-        )
+        out = {"configuration": row["config_name"]}
+        out |= {f"{labels[m]} [95% CI]": format_interval(row, m) for m in headlines}
+        out["F1 [95% CI]"] = format_interval(row, "f1")
+        if "contains_answer" in headlines:
+            out["EM"] = f"{row.get('em', float('nan')):.3f}"
+        out |= {
+            "eff. ctx tokens": f"{row.get('effective_context_tokens', float('nan')):.0f}",
+            "s/question": f"{row.get('seconds_per_question', float('nan')):.2f}",
+            "n": int(row.get("n_questions", 0) or 0),
+        }
+        rows.append(out)
     return pd.DataFrame(rows)
 
 

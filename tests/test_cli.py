@@ -94,3 +94,30 @@ def test_breakdown_groups_by_method_and_pools_other_fields():
     assert by_length.loc[("rag", 2000), "95% CI low"] < 1.0  # Wilson interval for a 0/1 metric
     unpooled = breakdown(scores, ["length"])  # depth stays in the method name when not pooled
     assert "full_context depth=0.0" in set(unpooled["method"])
+
+
+def test_tables_lead_with_the_metric_that_grades_the_answers():
+    import pandas as pd
+
+    from ragkit.metrics import summarize
+    from ragkit.report import default_metric, display_table
+
+    base = {"em": [0.0, 0.0], "f1": [0.2, 0.4], "contains_answer": [0.0, 0.0]}
+    short = pd.DataFrame({**base, "example_id": ["a", "b"]})
+    free = short.assign(longform_approx=[0.5, 1.0], answer_recall_approx=[0.5, 1.0])
+    judged = free.assign(judge_correct=[1.0, 0.0])
+    rows = []
+    for name, scores in (("short", short), ("free", free), ("judged", judged)):
+        rows.append({"config_name": name, **summarize(scores)})
+    assert rows[1]["longform_approx_ci_low"] <= 0.75 <= rows[1]["longform_approx_ci_high"]
+    assert 0.0 < rows[2]["judge_correct_ci_low"] < 0.5 < rows[2]["judge_correct_ci_high"] < 1.0  # Wilson
+    assert default_metric(pd.DataFrame(rows[:1])) == "contains_answer"
+    assert default_metric(pd.DataFrame(rows[:2])) == "longform_approx"
+    assert default_metric(pd.DataFrame(rows)) == "judge_correct"
+    table = display_table(pd.DataFrame(rows[:1]))
+    assert "acc (contains) [95% CI]" in table.columns and "EM" in table.columns
+    table = display_table(pd.DataFrame(rows))
+    # free-form answers: EM and contains-answer (0 by design on sentences) give way to the judge and answer≈
+    assert list(table.columns[1:3]) == ["judge [95% CI]", "answer≈ (approx) [95% CI]"]
+    assert "EM" not in table.columns and "acc (contains) [95% CI]" not in table.columns
+    assert table.loc[0, "judge [95% CI]"] == "-"  # the unjudged configuration has no verdicts
