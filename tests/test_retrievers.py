@@ -324,3 +324,16 @@ def test_catalog_entries_build(name: str) -> None:
     assert isinstance(built, Retriever) and built.registry_name == spec["type"]
     if name == "hybrid":
         assert isinstance(built.first, BM25Retriever) and built.second.registry_name == "dense"
+
+
+def test_bm25s_vocabulary_is_in_first_occurrence_order():
+    # bm25s's own vocabulary follows set order (PYTHONHASHSEED), and the mean idf behind BM25Okapi's
+    # epsilon floor summed in that order changed scores' last bits from one process to the next.
+    from ragkit.types import Chunk, Corpus
+
+    texts = ["zeta alpha common", "beta common", "gamma common delta"]
+    corpus = Corpus.from_chunks(
+        [Chunk(id=f"c{i}", doc_id=f"c{i}", text=t, position=i) for i, t in enumerate(texts)]
+    )
+    index = BM25Retriever(stopwords=None)._build(corpus)
+    assert list(index.vocab) == ["zeta", "alpha", "common", "beta", "gamma", "delta"]
