@@ -43,6 +43,16 @@ def print_frame(frame, title: str | None = None) -> None:
     console.print(table)
 
 
+def _warn_about_judge(results) -> None:
+    """Print the judge's control warning (the controls are the same questions in every row)."""
+    from ragkit.judge import control_warning
+
+    columns = [c for c in ("judge_accepts_reference", "judge_rejects_mismatch") if c in results.columns]
+    warning = control_warning(results[columns].mean().to_dict()) if columns else None
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}")
+
+
 def _fail(exc: Exception) -> None:
     console.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(2)
@@ -85,7 +95,9 @@ def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
             results = run_experiment(experiment, limit=limit, progress=hook)
         except (ConfigError, TrackingError) as exc:
             _fail(exc)
-    print_frame(display_table(results_frame(results)), title=f"{experiment.name} (95% intervals)")
+    frame = results_frame(results)
+    print_frame(display_table(frame), title=f"{experiment.name} (95% intervals)")
+    _warn_about_judge(frame)
     console.print(
         f"runs in {Path(experiment.spec.output_dir) / experiment.name}; `ragkit ui {file}` to browse"
     )
@@ -135,6 +147,7 @@ def report(
     if results.empty:
         _fail(RuntimeError(f"no finished configurations found for {file}"))
     print_frame(display_table(results), title="results (95% intervals)")
+    _warn_about_judge(results)
     metric = metric or default_metric(results)
     if by:
         try:

@@ -9,6 +9,13 @@ by (judge spec, decoding, prompt), so re-scoring finished predictions costs noth
 
 A reply is parsed for its first verdict word; a reply with none (``judge_parsed`` = 0) counts as
 incorrect, so an unparseable judge lowers the score rather than inflating it.
+
+Control verdicts check the judge itself on every question, so a judge that says CORRECT to
+anything is caught rather than reported as 100% accuracy (a 135M model does exactly that):
+``judge_accepts_reference`` is 1.0 when it accepts the reference answer itself (for an unanswerable
+question: a statement that the document does not say), ``judge_rejects_mismatch`` is 1.0 when it
+rejects another question's reference. Controls do not depend on the predictions, so with the cache
+they cost two verdicts per question once per judge, not per configuration.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ Rubric:
 Reply with one word, CORRECT or INCORRECT.
 Verdict:"""
 UNANSWERABLE_REFERENCE = "The question cannot be answered from the document."
+NOT_GIVEN_CANDIDATE = "The document does not give this information."
+CONTROL_MINIMUM = 0.8  # control accuracy below which report and run warn that verdicts mean little
 MAX_NEW_TOKENS = 8  # one verdict word; a chatty judge is still parsed from its first words
 BATCH = 32
 
@@ -106,25 +115,88 @@ def judge(
     if missing:
         raise ValueError(f"judge: no prediction for {len(missing)} example(s), e.g. {missing[:3]}")
     messages = [judge_messages(e, by_id[e.id].answer) for e in examples]
-    replies: list[str] = []
-    for start in range(0, len(messages), BATCH):
-        requests = [
-            GenerationRequest(m, max_new_tokens=MAX_NEW_TOKENS) for m in messages[start : start + BATCH]
-        ]
-        replies.extend(g.text for g in generator.generate(requests))
+    accept = [judge_messages(e, _reference_candidate(e)) for e in examples]
+    mismatched = [_mismatch(examples, i) for i in range(len(examples))]
+    reject = [judge_messages(e, m) for e, m in zip(examples, mismatched, strict=True) if m is not None]
+    replies = _verdicts(generator, messages + accept + reject)
+    answers, accepted = replies[: len(examples)], replies[len(examples) : 2 * len(examples)]
+    rejected = iter(replies[2 * len(examples) :])
     model = judge_model_name(generator)
     rows: list[dict[str, Any]] = []
-    for example, message, reply in zip(examples, messages, replies, strict=True):
+    for example, message, reply, own, other in zip(
+        examples, messages, answers, accepted, mismatched, strict=True
+    ):
         verdict = parse_verdict(reply)
         rows.append(
             {
                 "example_id": example.id,
                 "judge_correct": float(bool(verdict)),
                 "judge_parsed": float(verdict is not None),
+                "judge_accepts_reference": float(parse_verdict(own) is True),
+                "judge_rejects_mismatch": (
+                    float("nan") if other is None else float(parse_verdict(next(rejected)) is False)
+                ),
                 "judge_raw": reply,
                 "judge_model": model,
                 "judge_prompt": message[-1]["content"],
             }
         )
-    columns = ["example_id", "judge_correct", "judge_parsed", "judge_raw", "judge_model", "judge_prompt"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+COLUMNS = [
+    "example_id",
+    "judge_correct",
+    "judge_parsed",
+    "judge_accepts_reference",
+    "judge_rejects_mismatch",
+    "judge_raw",
+    "judge_model",
+    "judge_prompt",
+]
+
+
+def _verdicts(generator: Generator, messages: Sequence[list[Message]]) -> list[str]:
+    replies: list[str] = []
+    for start in range(0, len(messages), BATCH):
+        requests = [
+            GenerationRequest(m, max_new_tokens=MAX_NEW_TOKENS) for m in messages[start : start + BATCH]
+        ]
+        replies.extend(g.text for g in generator.generate(requests))
+    return replies
+
+
+def _reference_candidate(example: Example) -> str:
+    """What a right answer looks like: the first reference, or "not given" for an unanswerable one."""
+    answers = [a for a in example.answers if a.strip()]
+    return answers[0] if example.answerable and answers else NOT_GIVEN_CANDIDATE
+
+
+def _mismatch(examples: Sequence[Example], i: int) -> str | None:
+    """A wrong answer for question ``i``: the reference of the next answerable question (cyclic)
+    whose reference differs; None when no other question has one."""
+    own = {a.strip().lower() for a in examples[i].answers}
+    for step in range(1, len(examples)):
+        other = examples[(i + step) % len(examples)]
+        answers = [a for a in other.answers if a.strip()]
+        if other.answerable and answers and answers[0].strip().lower() not in own:
+            return answers[0]
+    return None
+
+
+def control_warning(summary: Any) -> str | None:
+    """A warning when the control verdicts (means in ``summary``: a dict or a results row) show
+    the judge does not separate right answers from wrong ones; None when it does or was not run."""
+    accepts = summary.get("judge_accepts_reference")
+    rejects = summary.get("judge_rejects_mismatch")
+    weak = []
+    if accepts is not None and not pd.isna(accepts) and accepts < CONTROL_MINIMUM:
+        weak.append(f"accepted only {accepts:.0%} of the reference answers themselves")
+    if rejects is not None and not pd.isna(rejects) and rejects < CONTROL_MINIMUM:
+        weak.append(f"rejected only {rejects:.0%} of other questions' references")
+    if not weak:
+        return None
+    return (
+        f"the judge {' and '.join(weak)} (control verdicts; {CONTROL_MINIMUM:.0%} expected):"
+        " its verdicts do not tell right answers from wrong ones. Use a stronger judge model."
+    )

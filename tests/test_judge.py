@@ -53,11 +53,46 @@ def test_judge_grades_logs_and_caches(tmp_path):
     assert "Reference answer: The capital of France is Paris." in prompt
     assert "Candidate answer: Paris" in prompt and "Reply with one word, CORRECT or INCORRECT" in prompt
     assert f"Reference answer: {EXAMPLES[3].answers[0]}" in verdicts.loc["d", "judge_prompt"]
-    assert len(generator.prompts_) == 4
+    assert len(generator.prompts_) == 12  # 4 answers + 4 references + 4 mismatched references
     again = judge(EXAMPLES, _predictions(), generator, cache=cache)
-    assert len(generator.prompts_) == 4  # every verdict came from the cache
+    assert len(generator.prompts_) == 12  # every verdict came from the cache
     assert again["judge_correct"].tolist() == verdicts["judge_correct"].tolist()
     assert RUBRIC_VERSION
+
+
+def test_control_verdicts_catch_a_judge_that_accepts_anything(tmp_path):
+    from ragkit.judge import NOT_GIVEN_CANDIDATE, control_warning
+
+    yes_man = ScriptedGenerator(default="CORRECT")
+    frame = judge(EXAMPLES, _predictions(), yes_man, cache=Cache(tmp_path / "a"))
+    assert frame["judge_correct"].tolist() == [1.0] * 4
+    assert frame["judge_accepts_reference"].tolist() == [1.0] * 4
+    assert frame["judge_rejects_mismatch"].tolist() == [0.0] * 4
+    prompts = "\n".join(yes_man.prompts_)
+    assert "Candidate answer: Bram Stoker wrote it." in prompts  # b's own reference as a control
+    assert f"Candidate answer: {NOT_GIVEN_CANDIDATE}" in prompts  # the right reply for d
+    # a's mismatch is the next answerable question's reference: b's
+    assert (
+        "What is the capital of France?\nReference answer: The capital of France is Paris.\n"
+        "Candidate answer: Bram Stoker wrote it." in prompts
+    )
+    warning = control_warning(frame.mean(numeric_only=True).to_dict())
+    assert warning is not None and "rejected only 0% of other questions' references" in warning
+
+    # a judge that reads the reference: accepts it, rejects the others' references
+    fair = ScriptedGenerator(
+        script={
+            "Reference answer: The capital of France is Paris.\nCandidate answer: The capital": "CORRECT",
+            "Reference answer: Bram Stoker wrote it.\nCandidate answer: Bram": "CORRECT",
+            "Reference answer: Blue.\nCandidate answer: Blue.": "CORRECT",
+            f"Candidate answer: {NOT_GIVEN_CANDIDATE}": "CORRECT",
+        },
+        default="INCORRECT",
+    )
+    fair_frame = judge(EXAMPLES, _predictions(), fair, cache=Cache(tmp_path / "b"))
+    assert fair_frame["judge_accepts_reference"].tolist() == [1.0] * 4
+    assert fair_frame["judge_rejects_mismatch"].tolist() == [1.0] * 4
+    assert control_warning(fair_frame.mean(numeric_only=True).to_dict()) is None
 
 
 def test_unanswerable_without_reference_gets_a_stated_reference(tmp_path):
