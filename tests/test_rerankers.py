@@ -99,3 +99,16 @@ def test_cached_rerank_charges_each_query_its_pairs_tokens_and_seconds(monkeypat
     again, cached = ce.cached_rerank({"model": "m"}, queries, candidates, score)
     assert calls == [3] and cached == use  # cache hits cost what the original scoring cost
     assert [s.chunk.id for s in again[0]] == [s.chunk.id for s in out[0]]
+
+
+@pytest.mark.slow
+def test_embedder_counts_only_the_tokens_the_model_reads():
+    from ragkit.retrievers._embedder import embed, load_embedder
+
+    model, _ = load_embedder("minilm", "cpu", "test")
+    long_text = "treasure " * 1000
+    embedded = embed(model, [long_text], [long_text, "short text"], batch_size=4)
+    # all-MiniLM-L6-v2 reads 256 tokens (its max_seq_length), not the tokenizer's 512
+    assert model.max_seq_length == 256
+    assert embedded.text_tokens[0] == 256 and embedded.query_tokens[long_text] == 256
+    assert embedded.text_tokens[1] == 4  # [CLS] short text [SEP]

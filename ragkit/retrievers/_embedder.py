@@ -46,7 +46,8 @@ class Embedded:
 
 def embed(model: Any, queries: Sequence[str], texts: Sequence[str], batch_size: int) -> Embedded:
     """Unit-norm embeddings of the distinct ``queries`` and of ``texts`` (dot products are cosines),
-    and the tokens the model reads for each: texts as the tokenizer truncates them, queries whole."""
+    and the tokens the model reads for each, truncated where the model truncates its input
+    (``max_seq_length``, 256 for all-MiniLM-L6-v2, not the tokenizer's own 512 limit)."""
     distinct = list(dict.fromkeys(queries))
 
     def encode(items: list[str]) -> np.ndarray:
@@ -59,14 +60,18 @@ def embed(model: Any, queries: Sequence[str], texts: Sequence[str], batch_size: 
         )
 
     texts = list(texts)
-    query_ids = model.tokenizer(distinct)["input_ids"]
+    limit = getattr(model, "max_seq_length", None)
+
+    def count(items: list[str]) -> list[int]:
+        return [len(ids) for ids in model.tokenizer(items, truncation=True, max_length=limit)["input_ids"]]
+
     embedded = Embedded(
         queries=dict(zip(distinct, encode(distinct), strict=True)),
         texts=np.zeros((0, 1), dtype=np.float32),
-        query_tokens={q: len(ids) for q, ids in zip(distinct, query_ids, strict=True)},
+        query_tokens=dict(zip(distinct, count(distinct), strict=True)),
         text_tokens=[],
     )
     if texts:
         embedded.texts = encode(texts)
-        embedded.text_tokens = [len(ids) for ids in model.tokenizer(texts, truncation=True)["input_ids"]]
+        embedded.text_tokens = count(texts)
     return embedded
