@@ -132,6 +132,13 @@ def report(
         str | None,
         typer.Option(help="configuration name or config-hash prefix: paired differences against it"),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="write the --by breakdown as a figure (PNG/PDF/SVG): one field, a line per method;"
+            " two fields, a heatmap per method (e.g. --by length --by depth)"
+        ),
+    ] = None,
 ) -> None:
     """Tables of finished results (no model runs)."""
     from ragkit.report import (
@@ -160,8 +167,14 @@ def report(
                 title += f" (pooled over {', '.join(pooled)})" if pooled else ""
                 frame = breakdown(scores, fields, metric, pool=pooled)
                 print_frame(frame.round(3), title=title)
-        except KeyError as exc:
+                if plot is not None and fields is by:
+                    from ragkit.plots import breakdown_plot
+
+                    console.print(f"figure: {breakdown_plot(frame, by, metric, plot, title=title)}")
+        except (KeyError, ValueError) as exc:
             _fail(exc)
+    elif plot is not None:
+        _fail(ValueError("--plot draws the --by breakdown: give one or two --by fields"))
     if baseline:
         try:
             table = paired_against(load_scores(file), baseline, metric)

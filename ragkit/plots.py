@@ -135,3 +135,60 @@ def calibration_plot(candidates: Any, path: str | Path, *, metric: str = "score"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def breakdown_plot(
+    frame: Any, fields: Sequence[str], metric: str, path: str | Path, *, title: str = ""
+) -> Path:
+    """A :func:`ragkit.report.breakdown` table as a figure. One field: the metric against it, one
+    line per method with its 95% band. Two fields: the needle-test heatmap, one panel per method,
+    the first field across and the second down (e.g. length x depth), each cell labelled with its
+    score and question count."""
+    plt = _pyplot()
+    methods = list(dict.fromkeys(frame["method"]))
+    if len(fields) == 1:
+        (field,) = fields
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for method in methods:
+            rows = frame[frame["method"] == method].sort_values(field)
+            x = rows[field].to_numpy()
+            ax.plot(x, rows[metric], marker="o", label=method)
+            ax.fill_between(x, rows["95% CI low"], rows["95% CI high"], alpha=0.15)
+        values = frame[field].to_numpy(float)
+        if len(values) and values.min() > 0 and values.max() / values.min() >= 8:
+            ax.set_xscale("log", base=2)  # context lengths: 1k, 2k, 4k ... evenly spaced
+        ax.set_xlabel(field)
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    elif len(fields) == 2:
+        across, down = fields
+        fig, axes = plt.subplots(
+            1, len(methods), figsize=(3.6 * len(methods) + 1, 3.4), squeeze=False, layout="constrained"
+        )
+        image = None
+        for ax, method in zip(axes[0], methods, strict=True):
+            rows = frame[frame["method"] == method]
+            values = rows.pivot_table(index=down, columns=across, values=metric, aggfunc="mean")
+            counts = rows.pivot_table(index=down, columns=across, values="n", aggfunc="sum")
+            image = ax.imshow(values.to_numpy(float), vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto")
+            ax.set_xticks(range(len(values.columns)), [f"{c:g}" for c in values.columns])
+            ax.set_yticks(range(len(values.index)), [f"{r:g}" for r in values.index])
+            ax.set_xlabel(across)
+            if ax is axes[0][0]:
+                ax.set_ylabel(down)
+            ax.set_title(method, fontsize=9)
+            for (i, j), value in np.ndenumerate(values.to_numpy(float)):
+                if not np.isnan(value):
+                    n = int(counts.to_numpy(float)[i, j])
+                    ax.text(j, i, f"{value:.2f}\nn={n}", ha="center", va="center", fontsize=7)
+        fig.colorbar(image, ax=axes.ravel().tolist(), label=metric)
+    else:
+        raise ValueError(f"a breakdown plot takes one or two fields, got {len(fields)}: {list(fields)}")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

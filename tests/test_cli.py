@@ -70,6 +70,8 @@ def test_report_baseline_prints_paired_differences_and_rejects_unknown_names(exp
     assert "paired difference against full_context" in result.output and "n (shared)" in result.output
     bad = runner.invoke(app, ["report", str(path), "--baseline", "nope"])
     assert bad.exit_code == 2 and "no configuration 'nope'" in bad.output and "full_context" in bad.output
+    no_by = runner.invoke(app, ["report", str(path), "--plot", str(tmp_path / "p.png")])
+    assert no_by.exit_code == 2 and "give one or two --by fields" in no_by.output
 
 
 def test_breakdown_groups_by_method_and_pools_other_fields():
@@ -121,3 +123,36 @@ def test_tables_lead_with_the_metric_that_grades_the_answers():
     assert list(table.columns[1:3]) == ["judge [95% CI]", "answer≈ (approx) [95% CI]"]
     assert "EM" not in table.columns and "acc (contains) [95% CI]" not in table.columns
     assert table.loc[0, "judge [95% CI]"] == "-"  # the unjudged configuration has no verdicts
+
+
+def test_breakdown_plot_draws_lines_or_a_heatmap(tmp_path):
+    import pandas as pd
+    import pytest
+
+    from ragkit.plots import breakdown_plot
+    from ragkit.report import breakdown
+
+    rows = [
+        (f"{arm} length={length} depth={depth}", length, depth, float(arm == "rag"), f"q{i}")
+        for arm in ("rag", "full_context")
+        for length in (1000, 8000)
+        for depth in (0.0, 1.0)
+        for i in range(3)
+    ]
+    scores = pd.DataFrame(
+        rows, columns=["config_name", "meta_length", "meta_depth", "contains_answer", "example_id"]
+    )
+    heatmap = breakdown_plot(
+        breakdown(scores, ["length", "depth"]), ["length", "depth"], "contains_answer", tmp_path / "grid.png"
+    )
+    lines = breakdown_plot(
+        breakdown(scores, ["length"], pool=["depth"]), ["length"], "contains_answer", tmp_path / "lines.png"
+    )
+    assert heatmap.stat().st_size > 1000 and lines.stat().st_size > 1000
+    with pytest.raises(ValueError, match="one or two fields"):
+        breakdown_plot(
+            breakdown(scores, ["length", "depth"]),
+            ["length", "depth", "x"],
+            "contains_answer",
+            tmp_path / "bad.png",
+        )
