@@ -147,12 +147,14 @@ def report(
         display_table,
         load_results,
         load_scores,
+        other_runs_hint,
         paired_against,
     )
 
     results = load_results(file)
     if results.empty:
-        _fail(RuntimeError(f"no finished configurations found for {file}"))
+        hint = other_runs_hint(file) if str(file).endswith((".yaml", ".yml")) else ""
+        _fail(RuntimeError(f"no finished configurations found for {file}.{hint}"))
     print_frame(display_table(results), title="results (95% intervals)")
     _warn_about_judge(results)
     metric = metric or default_metric(results)

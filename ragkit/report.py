@@ -244,3 +244,42 @@ def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_
             }
         )
     return pd.DataFrame(rows)
+
+
+def other_runs_hint(path: str | os.PathLike[str]) -> str:
+    """Why a YAML found no finished configurations, when older ones exist: its configurations hash
+    differently now (edited settings, or a component version bumped by a ragkit upgrade). Names the
+    folder and the MLflow parent runs that still hold them, which ``ragkit report RUN_ID`` reads."""
+    experiment = load_experiment(path)
+    base = Path(experiment.spec.output_dir) / experiment.name
+    current = {c.hash for c in experiment.configurations}
+    older = [f.parent.name for f in base.glob("*/summary.json") if f.parent.name not in current]
+    if not older:
+        return ""
+    hint = (
+        f" {base} holds {len(older)} finished configurations from other settings or ragkit versions"
+        " (a component version changes its configuration hash)."
+    )
+    try:
+        import mlflow
+
+        from ragkit.tracking import resolve_tracking_uri
+
+        client = mlflow.MlflowClient(tracking_uri=resolve_tracking_uri(experiment.spec.tracking_uri))
+        found = client.get_experiment_by_name(experiment.name)
+        parents = (
+            client.search_runs(
+                [found.experiment_id],
+                filter_string="tags.`ragkit.role` = 'parent'",
+                order_by=["attributes.start_time DESC"],
+                max_results=3,
+            )
+            if found
+            else []
+        )
+    except Exception:  # the hint must not hide the real message behind a tracking error
+        parents = []
+    if parents:
+        ids = ", ".join(p.info.run_id for p in parents)
+        hint += f" Report them by their MLflow parent run (newest first: {ids}): ragkit report RUN_ID."
+    return hint + f" Or re-run: ragkit run {path}."

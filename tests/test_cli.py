@@ -156,3 +156,15 @@ def test_breakdown_plot_draws_lines_or_a_heatmap(tmp_path):
             "contains_answer",
             tmp_path / "bad.png",
         )
+
+
+def test_report_points_to_runs_the_yaml_no_longer_matches(experiment_dict, tmp_path):
+    path = write(tmp_path, experiment_dict)
+    assert runner.invoke(app, ["run", str(path)]).exit_code == 0
+    experiment_dict["generator"]["default"] = "something else"  # every configuration hashes anew
+    write(tmp_path, experiment_dict)
+    result = runner.invoke(app, ["report", str(path)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "holds 3 finished configurations from other settings or ragkit versions" in out
+    assert "Report them by their MLflow parent run" in out and "ragkit report RUN_ID" in out
