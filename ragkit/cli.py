@@ -243,6 +243,9 @@ def _register_plugins() -> None:
 
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+# mlflow sets its own logger to INFO when it is imported (after this), which printed "Creating initial
+# MLflow database tables..." on every first run; its environment variable is read at that import.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 for noisy in ("bm25s", "sentence_transformers", "transformers", "faiss", "httpx", "alembic", "mlflow"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 _register_plugins()
