@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def _pyplot() -> Any:
@@ -137,6 +138,10 @@ def calibration_plot(candidates: Any, path: str | Path, *, metric: str = "score"
     return path
 
 
+def _tick(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float | np.number) else str(value)
+
+
 def breakdown_plot(
     frame: Any, fields: Sequence[str], metric: str, path: str | Path, *, title: str = ""
 ) -> Path:
@@ -149,14 +154,36 @@ def breakdown_plot(
     if len(fields) == 1:
         (field,) = fields
         fig, ax = plt.subplots(figsize=(6.5, 4))
-        for method in methods:
-            rows = frame[frame["method"] == method].sort_values(field)
-            x = rows[field].to_numpy()
-            ax.plot(x, rows[metric], marker="o", label=method)
-            ax.fill_between(x, rows["95% CI low"], rows["95% CI high"], alpha=0.15)
-        values = frame[field].to_numpy(float)
-        if len(values) and values.min() > 0 and values.max() / values.min() >= 8:
-            ax.set_xscale("log", base=2)  # context lengths: 1k, 2k, 4k ... evenly spaced
+        numeric = pd.api.types.is_numeric_dtype(frame[field])
+        categories = list(dict.fromkeys(frame[field].dropna())) if not numeric else []
+        for index, method in enumerate(methods):
+            rows = frame[frame["method"] == method]
+            if rows[field].isna().all():  # a method without the field (full context in a k sweep)
+                ax.axhline(rows[metric].mean(), linestyle="--", color=f"C{index}", label=method)
+                continue
+            rows = rows.dropna(subset=[field])
+            if numeric:
+                rows = rows.sort_values(field)
+                x = rows[field].to_numpy(float)
+                ax.plot(x, rows[metric], marker="o", color=f"C{index}", label=method)
+                ax.fill_between(x, rows["95% CI low"], rows["95% CI high"], alpha=0.15, color=f"C{index}")
+            else:  # task types and the like: a point per category with its interval, methods side by side
+                x = np.array([categories.index(v) for v in rows[field]]) + 0.1 * (index - len(methods) / 2)
+                ax.errorbar(
+                    x,
+                    rows[metric],
+                    yerr=[rows[metric] - rows["95% CI low"], rows["95% CI high"] - rows[metric]],
+                    fmt="o",
+                    capsize=3,
+                    color=f"C{index}",
+                    label=method,
+                )
+        if numeric:
+            values = frame[field].dropna().to_numpy(float)
+            if len(values) and values.min() > 0 and values.max() / values.min() >= 8:
+                ax.set_xscale("log", base=2)  # context lengths: 1k, 2k, 4k ... evenly spaced
+        else:
+            ax.set_xticks(range(len(categories)), [str(c) for c in categories])
         ax.set_xlabel(field)
         ax.set_ylabel(metric)
         ax.legend(fontsize=8)
@@ -171,18 +198,23 @@ def breakdown_plot(
             rows = frame[frame["method"] == method]
             values = rows.pivot_table(index=down, columns=across, values=metric, aggfunc="mean")
             counts = rows.pivot_table(index=down, columns=across, values="n", aggfunc="sum")
+            ax.set_title(method, fontsize=9)
+            if values.empty:  # the method lacks a field (full context in a k x m sweep)
+                ax.text(0.5, 0.5, f"{rows[metric].mean():.2f}\n(no {across} x {down})", ha="center")
+                ax.set_axis_off()
+                continue
             image = ax.imshow(values.to_numpy(float), vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto")
-            ax.set_xticks(range(len(values.columns)), [f"{c:g}" for c in values.columns])
-            ax.set_yticks(range(len(values.index)), [f"{r:g}" for r in values.index])
+            ax.set_xticks(range(len(values.columns)), [_tick(c) for c in values.columns])
+            ax.set_yticks(range(len(values.index)), [_tick(r) for r in values.index])
             ax.set_xlabel(across)
             if ax is axes[0][0]:
                 ax.set_ylabel(down)
-            ax.set_title(method, fontsize=9)
             for (i, j), value in np.ndenumerate(values.to_numpy(float)):
                 if not np.isnan(value):
                     n = int(counts.to_numpy(float)[i, j])
                     ax.text(j, i, f"{value:.2f}\nn={n}", ha="center", va="center", fontsize=7)
-        fig.colorbar(image, ax=axes.ravel().tolist(), label=metric)
+        if image is not None:
+            fig.colorbar(image, ax=axes.ravel().tolist(), label=metric)
     else:
         raise ValueError(f"a breakdown plot takes one or two fields, got {len(fields)}: {list(fields)}")
     if title:

@@ -188,7 +188,15 @@ def breakdown(
                 columns.append(candidate)
                 break
         else:
-            raise KeyError(f"no column {name!r} (or meta_{name}) in the per-question scores")
+            swept = name_field(scores["config_name"], name)
+            if swept.isna().all():
+                raise KeyError(
+                    f"no column {name!r} (or meta_{name}) in the per-question scores, and no "
+                    f"configuration name has {name}=...; fields to break down by: "
+                    + ", ".join(breakdown_fields(scores))
+                )
+            scores = scores.assign(**{f"swept_{name}": swept})
+            columns.append(f"swept_{name}")
     if metric not in scores.columns:
         raise KeyError(f"no metric column {metric!r} in the per-question scores")
     prefixes = tuple(f"{name}=" for name in [*by, *pool])
@@ -206,11 +214,33 @@ def breakdown(
             if len(values)
             else (float("nan"), float("nan"))
         )
-        row = dict(zip(["method", *[c.removeprefix("meta_") for c in columns]], keys, strict=True))
+        fields = [c.removeprefix("meta_").removeprefix("swept_") for c in columns]
+        row = dict(zip(["method", *fields], keys, strict=True))
         row.update({metric: values.mean() if len(values) else float("nan"), "95% CI low": low})
         row.update({"95% CI high": high, "n": len(values)})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def name_field(config_names: pd.Series, field: str) -> pd.Series:
+    """The value of ``field`` in each configuration name ("drag k=4 m=2" has k=4), numeric where
+    every value is, NaN where a name lacks it: swept settings (k, m, a dataset's name) are in
+    the names, not in the per-question columns, and break down the same way."""
+    prefix = f"{field}="
+    values = config_names.astype(str).map(
+        lambda n: next((t.removeprefix(prefix) for t in n.split(" ") if t.startswith(prefix)), None)
+    )
+    numeric = pd.to_numeric(values, errors="coerce")
+    return numeric if numeric.notna().sum() == values.notna().sum() else values
+
+
+def breakdown_fields(scores: pd.DataFrame) -> list[str]:
+    """What ``--by`` accepts for these scores: example fields (``meta_*`` columns) and the
+    ``field=value`` settings in the configuration names."""
+    fields = [c.removeprefix("meta_") for c in scores.columns if c.startswith("meta_")]
+    for name in scores["config_name"].astype(str).unique():
+        fields += [t.split("=", 1)[0] for t in name.split(" ") if "=" in t]
+    return list(dict.fromkeys(fields))
 
 
 def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_answer") -> pd.DataFrame:

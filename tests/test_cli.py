@@ -98,6 +98,26 @@ def test_breakdown_groups_by_method_and_pools_other_fields():
     assert "full_context depth=0.0" in set(unpooled["method"])
 
 
+def test_breakdown_by_a_setting_swept_in_the_configuration_names():
+    import pandas as pd
+    import pytest
+
+    from ragkit.report import breakdown
+
+    rows = [("rag k=1", 0.0), ("rag k=1", 1.0), ("rag k=4", 1.0), ("drag k=4 m=2", 1.0)]
+    rows += [("full_context", 0.0), ("full_context", 0.0)]
+    scores = pd.DataFrame(rows, columns=["config_name", "contains_answer"]).assign(
+        example_id=[f"q{i}" for i in range(len(rows))]
+    )
+    by_k = breakdown(scores, ["k"])
+    rag = by_k[by_k["method"] == "rag"].set_index("k")
+    assert rag.loc[1, "contains_answer"] == 0.5 and rag.loc[4, "n"] == 1  # k parsed as a number
+    assert set(by_k["method"]) == {"rag", "drag m=2", "full_context"}
+    assert by_k.loc[by_k["method"] == "full_context", "k"].isna().all()  # no k: its own row
+    with pytest.raises(KeyError, match="fields to break down by: k, m"):
+        breakdown(scores, ["depth"])
+
+
 def test_tables_lead_with_the_metric_that_grades_the_answers():
     import pandas as pd
 
@@ -156,6 +176,19 @@ def test_breakdown_plot_draws_lines_or_a_heatmap(tmp_path):
             "contains_answer",
             tmp_path / "bad.png",
         )
+    # task types across, and a k sweep where full context has no k (a dashed reference line)
+    typed = scores.assign(meta_type=["comparison", "reasoning", "location"] * (len(scores) // 3))
+    by_type = breakdown_plot(breakdown(typed, ["type"]), ["type"], "contains_answer", tmp_path / "t.png")
+    swept = pd.DataFrame(
+        {
+            "config_name": ["rag k=1", "rag k=4", "drag k=1 m=1", "full_context"],
+            "contains_answer": [0.0, 1.0, 1.0, 0.0],
+            "example_id": ["q0"] * 4,
+        }
+    )
+    by_k = breakdown_plot(breakdown(swept, ["k"]), ["k"], "contains_answer", tmp_path / "k.png")
+    k_by_m = breakdown_plot(breakdown(swept, ["k", "m"]), ["k", "m"], "contains_answer", tmp_path / "km.png")
+    assert all(p.stat().st_size > 1000 for p in (by_type, by_k, k_by_m))
 
 
 def test_report_points_to_runs_the_yaml_no_longer_matches(experiment_dict, tmp_path):
