@@ -147,6 +147,7 @@ def report(
         display_table,
         load_results,
         load_scores,
+        older_versions_note,
         other_runs_hint,
         paired_against,
     )
@@ -156,6 +157,8 @@ def report(
         hint = other_runs_hint(file) if str(file).endswith((".yaml", ".yml")) else ""
         _fail(RuntimeError(f"no finished configurations found for {file}.{hint}"))
     print_frame(display_table(results), title="results (95% intervals)")
+    if note := older_versions_note(results, file):
+        console.print(f"[yellow]{note}[/yellow]")
     _warn_about_judge(results)
     metric = metric or default_metric(results)
     if by:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ragkit.config import flatten, load_experiment
+from ragkit.types import stable_hash
 
 # The accuracy columns a table leads with, most trustworthy first: a judge's verdicts when one was
 # configured, the free-form approximation for sentence answers (LaRA), exact needle scores, and
@@ -53,21 +54,85 @@ def results_frame(results: Sequence[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _without_versions(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_versions(v) for k, v in value.items() if k != "version"}
+    if isinstance(value, list | tuple):
+        return [_without_versions(v) for v in value]
+    return value
+
+
+def _finished_by_settings(base: Path) -> dict[str, Path]:
+    """Finished run folders under ``base`` keyed by their configuration with every component
+    ``version`` left out (the newest folder wins): where a ragkit upgrade bumped a version, the
+    same settings' earlier results are found here."""
+    import yaml
+
+    found: dict[str, Path] = {}
+    for summary in sorted(base.glob("*/summary.json"), key=lambda f: f.stat().st_mtime):
+        try:
+            config = yaml.safe_load((summary.parent / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        settings = {k: v for k, v in config.items() if k not in ("name", "config_hash")}
+        found[stable_hash(_without_versions(settings))] = summary.parent
+    return found
+
+
 def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
+    """Rows of the experiment's finished configurations. A configuration not finished under its
+    current hash, but finished with the same settings under older component versions, is reported
+    from that run with ``older_version`` set (the CLI says so): a version bump must not make
+    earlier results vanish from the experiment's report, nor pass them off as current."""
     experiment = load_experiment(path)
     base = Path(experiment.spec.output_dir) / experiment.name
     rows, dirs = [], []
+    older: dict[str, Path] | None = None
     for c in experiment.configurations:
-        summary_file = base / c.hash / "summary.json"
-        if not summary_file.exists():
-            continue
-        row = {"config_name": c.name, "config_hash": c.hash, "run_id": None}
-        row.update(flatten(c.resolved))
+        run_dir, is_older = base / c.hash, False
+        if not (run_dir / "summary.json").exists():
+            if older is None:
+                older = _finished_by_settings(base)
+            match = older.get(stable_hash(_without_versions(c.resolved)))
+            if match is None:
+                continue
+            run_dir, is_older = match, True
+        summary_file = run_dir / "summary.json"
+        row = {"config_name": c.name, "config_hash": run_dir.name, "run_id": None, "older_version": is_older}
+        current = flatten(c.resolved)
+        if is_older:  # the settings are the same; the versions are the run's own
+            import yaml
+
+            ran = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()))
+            changed = [
+                f"{key} {ran.get(key, '-')}->{value}"
+                for key, value in current.items()
+                if key.endswith("version") and str(ran.get(key, "-")) != str(value)
+            ]
+            current = {k: ran.get(k) if k.endswith("version") else v for k, v in current.items()}
+            row["version_changes"] = ", ".join(changed)
+        row.update(current)
         summary = json.loads(summary_file.read_text())
         row.update({k: v for k, v in summary.items() if k not in ("name", "config_hash")})
         rows.append(row)
-        dirs.append(base / c.hash)
+        dirs.append(run_dir)
     return pd.DataFrame(rows), dirs
+
+
+def older_versions_note(results: pd.DataFrame, source: str | os.PathLike[str]) -> str:
+    """A note when some configurations come from runs of older component versions (see
+    ``_from_yaml``), naming the version changes; empty when every result is current."""
+    if "older_version" not in results:
+        return ""
+    older = results[results["older_version"].astype("boolean").fillna(False).astype(bool)]
+    if older.empty:
+        return ""
+    changes = sorted({c for text in older.get("version_changes", []) for c in str(text).split(", ") if c})
+    return (
+        f"note: {len(older)} of {len(results)} configurations are from runs of older component"
+        f" versions ({'; '.join(changes)}): same settings, code that has changed since."
+        f" `ragkit run {source}` re-runs them with the current code."
+    )
 
 
 def _from_mlflow(parent_run_id: str, tracking_uri: str | None = None) -> pd.DataFrame:

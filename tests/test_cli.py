@@ -191,6 +191,23 @@ def test_breakdown_plot_draws_lines_or_a_heatmap(tmp_path):
     assert all(p.stat().st_size > 1000 for p in (by_type, by_k, k_by_m))
 
 
+def test_report_shows_older_versions_results_and_says_so(experiment_dict, tmp_path, monkeypatch):
+    from ragkit.generators.scripted import ScriptedGenerator
+
+    path = write(tmp_path, experiment_dict)
+    assert runner.invoke(app, ["run", str(path)]).exit_code == 0
+    before = runner.invoke(app, ["report", str(path)])
+    assert "older component versions" not in before.output
+    # an upgrade bumps the generator's version: every configuration hashes anew, settings unchanged
+    monkeypatch.setattr(ScriptedGenerator, "version", "99", raising=False)
+    result = runner.invoke(app, ["report", str(path), "--by", "k"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "3 of 3 configurations are from runs of older component versions" in out
+    assert "generator.version 1->99" in out and f"ragkit run {path}" in out
+    assert "contains_answer by k" in out  # per-question scores come from the older run folders too
+
+
 def test_report_points_to_runs_the_yaml_no_longer_matches(experiment_dict, tmp_path):
     path = write(tmp_path, experiment_dict)
     assert runner.invoke(app, ["run", str(path)]).exit_code == 0

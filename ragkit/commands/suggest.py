@@ -211,7 +211,7 @@ def suggest_command(
 ) -> None:
     """Suggest the budget-optimal configuration from finished runs (no model runs)."""
     from ragkit.budget import parse_tokens
-    from ragkit.report import load_results
+    from ragkit.report import load_results, older_versions_note
     from ragkit.suggestion import BY, short_label
 
     try:
@@ -231,6 +231,8 @@ def suggest_command(
     if results.empty:
         console.print(f"[bold red]error:[/] no finished configurations found for {source}")
         raise typer.Exit(2)
+    if note := older_versions_note(results, source):
+        console.print(f"[yellow]{note}[/yellow]")
     if metric not in results.columns:
         console.print(f"[bold red]error:[/] --metric {metric!r} is not a result column")
         raise typer.Exit(2)
