@@ -324,3 +324,38 @@ def test_stopping_criterion_ignores_a_leading_blank_line():
     rows = torch.tensor([prompt + [ord(c) for c in "\n\n\n\n"], prompt + [ord(c) for c in "ok\n\n"]])
     done = _StopStrings(Decoder(), ("\n\n",), len(prompt))(rows, None)
     assert done.tolist() == [False, True]
+
+
+def test_dequantised_weights_round_trip_and_a_broken_entry_is_recomputed(tmp_path, caplog, monkeypatch):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ragkit.generators._hf import WEIGHTS_FILE, load_dequantised, save_dequantised
+
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,  # the embedding and the output head share one tensor
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    folder = tmp_path / "weights-float32"
+    assert load_dequantised(folder, torch.float32) is None  # nothing cached yet
+    save_dequantised(folder, model)
+    loaded = load_dequantised(folder, torch.float32)
+    tokens = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(model(tokens).logits, loaded(tokens).logits)
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()  # re-tied
+    # a killed write or a damaged disk: the entry is dropped, the caller converts again
+    blob = (folder / WEIGHTS_FILE).read_bytes()
+    (folder / WEIGHTS_FILE).write_bytes(blob[: len(blob) // 2])
+    assert load_dequantised(folder, torch.float32) is None
+    assert not folder.exists() and "unreadable cached de-quantised weights" in caplog.text
+    monkeypatch.setenv("RAGKIT_GGUF_WEIGHT_CACHE", "0")  # turned off: nothing written
+    save_dequantised(folder, model)
+    assert not folder.exists()

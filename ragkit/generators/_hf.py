@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -212,6 +213,60 @@ def _save_converted(folder: Path, tokenizer: Any, config: Any) -> None:
         os.replace(tmp, folder)  # the rename is the "done" marker
     except OSError as exc:
         log.info("could not cache the converted GGUF tokenizer at %s: %s", folder, exc)
+
+
+# -- de-quantised GGUF weights ----------------------------------------------------------------
+# transformers de-quantises a GGUF's tensors in Python on every load (SmolLM2-135M: ~19 s, Gemma 3
+# 270M: ~40 s of every run's start-up) and refuses save_pretrained on the result ("quantized with
+# gguf and is not serializable"). The de-quantised tensors are plain floats, so ragkit writes them
+# once as safetensors next to the converted config; a later load reads them in ~0.1 s with
+# identical logits. Cost: the float weights on disk (SmolLM2 fp32 ~540 MB, Gemma 3 270M ~1.1 GB)
+# under the cache folder, keyed like the converted config (file, size, mtime, transformers
+# version) plus the dtype. RAGKIT_GGUF_WEIGHT_CACHE=0 turns it off.
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _weight_cache_enabled() -> bool:
+    return os.environ.get("RAGKIT_GGUF_WEIGHT_CACHE", "1").strip().lower() not in ("0", "false", "no")
+
+
+def load_dequantised(folder: Path, dtype: Any) -> Any | None:
+    """The model saved by :func:`save_dequantised`, or None (nothing cached, caching off, or a
+    broken entry, which is removed so that the caller re-converts and saves it again)."""
+    if not _weight_cache_enabled() or not (folder / WEIGHTS_FILE).is_file():
+        return None
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    except Exception as exc:  # truncated file, foreign layout: any failure means "recompute"
+        log.warning("unreadable cached de-quantised weights at %s (%s); converting again", folder, exc)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def save_dequantised(folder: Path, model: Any) -> None:
+    """Best effort, like :func:`_save_converted`: config plus every distinct tensor once (tied
+    weights share storage; transformers re-ties them on load), renamed into place when complete."""
+    if not _weight_cache_enabled() or folder.exists():
+        return
+    from safetensors.torch import save_file
+
+    tensors: dict[str, Any] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            tensors[name] = tensor.detach().cpu().contiguous()
+    tmp = folder.with_name(f"tmp_{os.getpid()}_{folder.name}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        model.config.save_pretrained(tmp)
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        os.replace(tmp, folder)  # the rename is the "done" marker
+    except OSError as exc:
+        log.info("could not cache the de-quantised GGUF weights at %s: %s", folder, exc)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:

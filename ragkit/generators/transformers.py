@@ -10,7 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ragkit.generators._hf import HFPromptGenerator, PromptStyle, cut_at_stop
+from ragkit.generators._hf import (
+    HFPromptGenerator,
+    PromptStyle,
+    cut_at_stop,
+    load_dequantised,
+    save_dequantised,
+)
 from ragkit.generators.base import Generation, GenerationRequest
 from ragkit.registry import register
 
@@ -117,13 +123,18 @@ class TransformersGenerator(HFPromptGenerator):
 
             self._load_meta()
             folder, gguf = self._source()
-            extra = {"gguf_file": gguf} if gguf else {}
-            try:
-                loaded = AutoModelForCausalLM.from_pretrained(
-                    folder, dtype=getattr(torch, self.resolved_dtype()), **extra
-                )
-            except (OSError, ValueError) as exc:
-                raise self._load_error("weights", exc) from exc
+            dtype = getattr(torch, self.resolved_dtype())
+            converted = self._converted_dir()
+            cached = converted / f"weights-{self.resolved_dtype()}" if converted is not None else None
+            loaded = load_dequantised(cached, dtype) if cached is not None else None
+            if loaded is None:
+                extra = {"gguf_file": gguf} if gguf else {}
+                try:
+                    loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **extra)
+                except (OSError, ValueError) as exc:
+                    raise self._load_error("weights", exc) from exc
+                if cached is not None:
+                    save_dequantised(cached, loaded)
             self.model_ = loaded.to(self.resolved_device()).eval()
         return self.model_
 
