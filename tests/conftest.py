@@ -4,6 +4,9 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests keep their caches in temporary folders; de-quantised GGUF weights (0.5-1 GB a model) would
+# be written once per folder. The cache itself is tested on a tiny model with it turned back on.
+os.environ["RAGKIT_GGUF_WEIGHT_CACHE"] = "0"
 
 # Six questions over tiny per-question document sets. The scripted generator answers correctly for
 # the first four (by a pattern in the question) and wrongly otherwise, so expected scores are known.

@@ -344,6 +344,7 @@ def test_dequantised_weights_round_trip_and_a_broken_entry_is_recomputed(tmp_pat
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     folder = tmp_path / "weights-float32"
+    monkeypatch.setenv("RAGKIT_GGUF_WEIGHT_CACHE", "1")  # conftest turns it off for the other tests
     assert load_dequantised(folder, torch.float32) is None  # nothing cached yet
     save_dequantised(folder, model)
     loaded = load_dequantised(folder, torch.float32)
