@@ -154,7 +154,10 @@ def breakdown_plot(
     if len(fields) == 1:
         (field,) = fields
         fig, ax = plt.subplots(figsize=(6.5, 4))
-        numeric = pd.api.types.is_numeric_dtype(frame[field])
+        as_number = pd.to_numeric(frame[field], errors="coerce")
+        numeric = bool(as_number.notna().sum() == frame[field].notna().sum())
+        if numeric:
+            frame = frame.assign(**{field: as_number.astype(float)})
         categories = list(dict.fromkeys(frame[field].dropna())) if not numeric else []
         for index, method in enumerate(methods):
             rows = frame[frame["method"] == method]

@@ -296,7 +296,10 @@ def name_field(config_names: pd.Series, field: str) -> pd.Series:
         lambda n: next((t.removeprefix(prefix) for t in n.split(" ") if t.startswith(prefix)), None)
     )
     numeric = pd.to_numeric(values, errors="coerce")
-    return numeric if numeric.notna().sum() == values.notna().sum() else values
+    if numeric.notna().sum() != values.notna().sum():
+        return values
+    whole = numeric.dropna().mod(1).eq(0).all()
+    return numeric.astype("Int64") if whole else numeric  # k=4, not 4.0, beside a method without k
 
 
 def breakdown_fields(scores: pd.DataFrame) -> list[str]:
