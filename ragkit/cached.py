@@ -58,6 +58,7 @@ class CachedRetriever(Retriever):
         missing = [i for i, key in enumerate(keys) if key not in found or not usable(found[key])]
         if missing:
             self.calls_ += len(missing)
+            self.inner.warm_up()  # loading the model is start-up, not a question's retrieval time
             tokens_before = getattr(self.inner, "aux_tokens_", 0)
             started = time.perf_counter()
             fresh = self.inner.retrieve(

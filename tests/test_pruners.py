@@ -239,3 +239,27 @@ def test_pruner_score_entries_without_seconds_are_recomputed():
     get_cache().put_many(CACHE_STAGE, {key: old})
     [scores] = pruner.scores([item])
     assert pruner.calls == 1 and scores.sentences == [0.1, 0.1]  # re-scored, not read back
+
+
+def test_loading_the_model_is_not_charged_to_the_first_questions(monkeypatch):
+    import time
+
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+
+    class SlowToLoad(KeywordPruner):
+        loaded = False
+
+        def warm_up(self):
+            if not self.loaded:
+                clock[0] += 100.0  # loading weights: start-up, not scoring
+                self.loaded = True
+
+        def _score(self, items):
+            assert self.loaded, "warm_up runs before the scoring is timed"
+            clock[0] += 1.0 * len(items)
+            return super()._score(items)
+
+    pruner = SlowToLoad(threshold=0.5)
+    pruner.prune([QUESTION], CANDIDATES)
+    assert [u.seconds for u in pruner.last_use_] == [pytest.approx(2.0)]  # 2 passages x 1 s, no load

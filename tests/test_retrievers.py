@@ -337,3 +337,33 @@ def test_bm25s_vocabulary_is_in_first_occurrence_order():
     )
     index = BM25Retriever(stopwords=None)._build(corpus)
     assert list(index.vocab) == ["zeta", "alpha", "common", "beta", "gamma", "delta"]
+
+
+def test_model_loading_is_not_charged_as_retrieval_time(tmp_cache, monkeypatch) -> None:
+    import time
+
+    from ragkit.cached import CachedRetriever
+
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+
+    class SlowToLoad(BM25Retriever):
+        loads = 0
+
+        def warm_up(self) -> None:
+            if not self.loads:
+                clock[0] += 100.0  # an embedding model loading: start-up, not retrieval
+            self.loads += 1
+
+        def retrieve(self, queries, corpus, k, *, evidence=None):
+            assert self.loads, "warm_up runs before retrieval is timed"
+            clock[0] += 1.0 * len(queries)
+            return super().retrieve(queries, corpus, k, evidence=evidence)
+
+    inner = SlowToLoad()
+    cached = CachedRetriever(inner, tmp_cache)
+    cached.retrieve(QUERIES[:2], make_corpus(), 3)
+    assert cached.aux_seconds_ == pytest.approx(2.0)  # 1 s a query, the 100 s load left out
+    again = CachedRetriever(SlowToLoad(), tmp_cache)
+    again.retrieve(QUERIES[:2], make_corpus(), 3)
+    assert again.inner.loads == 0 and again.aux_seconds_ == pytest.approx(2.0)  # hits: no model load

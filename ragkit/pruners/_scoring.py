@@ -116,6 +116,10 @@ class ScoringPruner(Pruner):
         """Extra identity of the loaded weights (e.g. a file fingerprint); override when useful."""
         return {}
 
+    def warm_up(self) -> None:
+        """Load the scoring model before the clock starts (see ``Retriever.warm_up``); models
+        that load lazily override it."""
+
     @abstractmethod
     def _score(self, items: Sequence[ScoringItem]) -> list[SentenceScores]:
         """Scores for a batch of (query, chunk, sentences); one ``SentenceScores`` per item."""
@@ -146,6 +150,7 @@ class ScoringPruner(Pruner):
             first.setdefault(key, i)
         missing = [key for key in first if key not in found]
         if missing:
+            self.warm_up()
             started = time.perf_counter()
             fresh = self._score([items[first[key]] for key in missing])
             each = (time.perf_counter() - started) / len(missing)

@@ -53,6 +53,9 @@ class ProvencePruner(ScoringPruner):
         self.batch_size = batch_size
         self.device = device
 
+    def warm_up(self) -> None:
+        self._load()
+
     def _load(self) -> Any:
         if getattr(self, "model_", None) is not None:
             return self.model_

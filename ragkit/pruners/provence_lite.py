@@ -62,6 +62,9 @@ class ProvenceLitePruner(ScoringPruner):
             )
         return folder
 
+    def warm_up(self) -> None:
+        self._load()
+
     def _load(self) -> Any:
         if getattr(self, "model_", None) is not None:
             return self.model_

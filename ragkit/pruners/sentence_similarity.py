@@ -56,6 +56,9 @@ class SentenceSimilarityPruner(ScoringPruner):
                 f"sentence-similarity pruner: field 'keep_ratio' must be in (0, 1], got {self.keep_ratio}"
             )
 
+    def warm_up(self) -> None:
+        self._load()
+
     def _load(self) -> Any:
         if getattr(self, "model_", None) is None:
             self.model_, self.identity_ = load_embedder(self.model, self.device, "sentence-similarity pruner")

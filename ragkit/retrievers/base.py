@@ -17,6 +17,10 @@ class Retriever(Component, ABC):
     auxiliary models (e.g. an embedder) since construction, for cost accounting.
     """
 
+    def warm_up(self) -> None:
+        """Load what the first call would load (an embedding model), so that measured retrieval
+        seconds are the questions' cost, not the process's start-up. Called before timing."""
+
     @abstractmethod
     def retrieve(
         self,

@@ -112,6 +112,9 @@ class DenseRetriever(Retriever):
         return self.query_tokens_ + self.document_tokens_
 
     # -- model -----------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        self._load()
+
     def _load(self) -> Any:
         if getattr(self, "model_", None) is None:
             self.device_ = _device(self.device)

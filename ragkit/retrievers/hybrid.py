@@ -34,6 +34,10 @@ class HybridRetriever(Retriever):
         # The inner retrievers' own specs (not their repr), so cache keys follow their parameters.
         return {**super().spec(), "first": self.first.spec(), "second": self.second.spec()}
 
+    def warm_up(self) -> None:
+        self.first.warm_up()
+        self.second.warm_up()
+
     def retrieve(
         self,
         queries: Sequence[str],
