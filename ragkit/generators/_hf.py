@@ -235,14 +235,19 @@ def load_dequantised(folder: Path, dtype: Any) -> Any | None:
     broken entry, which is removed so that the caller re-converts and saves it again)."""
     if not _weight_cache_enabled() or not (folder / WEIGHTS_FILE).is_file():
         return None
+    import torch
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     except Exception as exc:  # truncated file, foreign layout: any failure means "recompute"
         log.warning("unreadable cached de-quantised weights at %s (%s); converting again", folder, exc)
         shutil.rmtree(folder, ignore_errors=True)
         return None
+    with torch.no_grad():  # read the (memory-mapped) weights now: the first batch's prefill
+        for parameter in model.parameters():  # time would otherwise include paging them in
+            parameter.sum()
+    return model
 
 
 def save_dequantised(folder: Path, model: Any) -> None:
