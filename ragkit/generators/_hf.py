@@ -269,8 +269,8 @@ def save_dequantised(folder: Path, model: Any) -> None:
         model.config.save_pretrained(tmp)
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         os.replace(tmp, folder)  # the rename is the "done" marker
-    except OSError as exc:
-        log.info("could not cache the de-quantised GGUF weights at %s: %s", folder, exc)
+    except Exception as exc:  # a full disk raises safetensors' own error: never fail the run for it
+        log.warning("could not cache the de-quantised GGUF weights at %s: %s", folder, exc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
