@@ -345,8 +345,11 @@ def test_dequantised_weights_round_trip_and_a_broken_entry_is_recomputed(tmp_pat
     model = LlamaForCausalLM(config).eval()
     folder = tmp_path / "weights-float32"
     monkeypatch.setenv("RAGKIT_GGUF_WEIGHT_CACHE", "1")  # conftest turns it off for the other tests
+    abandoned = tmp_path / "tmp_999999999_weights-float32"  # a killed process's half-written copy
+    abandoned.mkdir()
     assert load_dequantised(folder, torch.float32) is None  # nothing cached yet
     save_dequantised(folder, model)
+    assert not abandoned.exists()
     loaded = load_dequantised(folder, torch.float32)
     tokens = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():

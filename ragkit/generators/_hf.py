@@ -263,6 +263,7 @@ def save_dequantised(folder: Path, model: Any) -> None:
         if tensor.data_ptr() not in seen:
             seen.add(tensor.data_ptr())
             tensors[name] = tensor.detach().cpu().contiguous()
+    _remove_abandoned(folder)
     tmp = folder.with_name(f"tmp_{os.getpid()}_{folder.name}")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
@@ -270,8 +271,21 @@ def save_dequantised(folder: Path, model: Any) -> None:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         os.replace(tmp, folder)  # the rename is the "done" marker
     except Exception as exc:  # a full disk raises safetensors' own error: never fail the run for it
-        log.warning("could not cache the de-quantised GGUF weights at %s: %s", folder, exc)
         shutil.rmtree(tmp, ignore_errors=True)
+        if not folder.exists():  # else another process finished the same entry first: fine
+            log.warning("could not cache the de-quantised GGUF weights at %s: %s", folder, exc)
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Half-written copies of ``folder`` left by killed processes (0.5-1 GB each)."""
+    for tmp in folder.parent.glob(f"tmp_*_{folder.name}"):
+        pid = tmp.name.split("_")[1]
+        try:
+            os.kill(int(pid), 0)  # still running: its write may be in progress
+        except (ValueError, OverflowError, ProcessLookupError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # running, under another user
+            continue
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
