@@ -379,6 +379,15 @@ def _varying_leaves(resolved: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _label(flat: dict[str, Any], key: str) -> Any:
+    """A varying field's value in a configuration name: a component given inline (no catalog name)
+    next to catalog entries is shown by its type; an absent one is "none"."""
+    value = flat.get(key)
+    if value is None and key.endswith(".name"):
+        value = flat.get(key[: -len("name")] + "type")
+    return "none" if value is None else value
+
+
 def _short(path: str) -> str:
     parts = [p for p in path.split(".") if p not in ("strategy", "dataset", "generator")]
     if parts and parts[-1] in ("name", "type") and len(parts) > 1:
@@ -444,11 +453,7 @@ def load_experiment(
         )
         for c in group:
             flat = _flatten(c.resolved)
-            parts = [
-                f"{_short(k)}={'none' if flat.get(k) is None else flat[k]}"
-                for k in varying
-                if k != "strategy.type"
-            ]
+            parts = [f"{_short(k)}={_label(flat, k)}" for k in varying if k != "strategy.type"]
             c.name = " ".join([c.name, *parts]) if parts else c.name
     # Still ambiguous: the difference hides inside a component whose identity varies (two arms
     # with the same pruner at different thresholds next to an arm with another pruner).

@@ -53,6 +53,14 @@ def test_a_difference_hidden_inside_a_varying_component_is_named(experiment_dict
     assert names[2] == "rag pruner=oracle"
 
 
+def test_an_inline_component_next_to_catalog_entries_is_named_by_type(experiment_dict):
+    experiment_dict["arms"] = [
+        {"strategy": "rag", "retriever": ["bm25-reference", {"type": "oracle"}], "k": 1}
+    ]
+    names = [c.name for c in load_experiment(experiment_dict).configurations]
+    assert names == ["rag retriever=bm25-reference", "rag retriever=oracle"]  # not "retriever=none"
+
+
 def test_defaults_are_resolved_into_the_config(experiment_dict):
     rag = load_experiment(experiment_dict).configurations[0].resolved["strategy"]
     assert rag["order"] == "score" and rag["reranker"] is None
