@@ -314,7 +314,8 @@ def test_hybrid_of_bm25_and_dense_counts_dense_tokens(dense_pair, tmp_cache) -> 
 
 
 @pytest.mark.parametrize(
-    "name", ["bm25", "bm25-reference", "dense-minilm", "dense-minilm-hnsw", "hybrid", "oracle"]
+    "name",
+    ["bm25", "bm25-reference", "dense-minilm", "dense-minilm-hnsw", "hybrid", "llamaindex-vector", "oracle"],
 )
 def test_catalog_entries_build(name: str) -> None:
     from ragkit import config

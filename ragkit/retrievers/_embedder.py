@@ -63,10 +63,12 @@ def embed(model: Any, queries: Sequence[str], texts: Sequence[str], batch_size: 
     limit = getattr(model, "max_seq_length", None)
 
     def count(items: list[str]) -> list[int]:
+        if not items:  # the tokenizer fails on an empty batch
+            return []
         return [len(ids) for ids in model.tokenizer(items, truncation=True, max_length=limit)["input_ids"]]
 
     embedded = Embedded(
-        queries=dict(zip(distinct, encode(distinct), strict=True)),
+        queries=dict(zip(distinct, encode(distinct), strict=True)) if distinct else {},
         texts=np.zeros((0, 1), dtype=np.float32),
         query_tokens=dict(zip(distinct, count(distinct), strict=True)),
         text_tokens=[],
