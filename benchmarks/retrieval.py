@@ -8,7 +8,8 @@ rank-bm25 scans every document for every query term, so it runs on a subset of t
 (``--reference-queries``); bm25s is also scored on that subset to check both give the same top 10.
 A second table times per-example retrieval (each question's own 10 paragraphs, a new index each),
 with the llama-index adapter's rows when llama-index is installed (its vector index re-embeds every
-question's paragraphs; ragkit's dense retriever reads them from its embedding cache on a re-run).
+question's paragraphs; ragkit's dense retriever reads them from its embedding cache on a re-run, so
+it also runs against an empty cache: the like-for-like row).
 
     python benchmarks/retrieval.py [--docs N] [--queries 1000] [--reference-queries 50] [--skip-dense]
         [--torch-threads 1]
@@ -22,9 +23,11 @@ import importlib.util
 import json
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -166,6 +169,7 @@ def per_example(questions: list[dict[str, Any]], n: int, skip_dense: bool) -> li
     }
     if not skip_dense:
         retrievers["dense MiniLM flat"] = DenseRetriever()
+        retrievers["dense MiniLM flat (cold cache)"] = DenseRetriever()  # embeds, as llama-index does
         if importlib.util.find_spec("llama_index") is not None:
             # the same embedder behind llama-index's VectorStoreIndex (no embedding cache)
             retrievers["llama-index vector MiniLM"] = LlamaIndexRetriever()
@@ -178,11 +182,15 @@ def per_example(questions: list[dict[str, Any]], n: int, skip_dense: bool) -> li
         corpora = [Corpus.from_chunks(q["own"]) for q in questions[:n]]
         if not isinstance(retriever, BM25Retriever):
             retriever.warm_up()  # model load is not per-question cost
-        start = time.perf_counter()
-        hits = [
-            retriever.retrieve([q["question"]], c, 2)[0] for q, c in zip(questions, corpora, strict=False)
-        ]
-        seconds = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as empty:
+            cold = {"RAGKIT_CACHE_DIR": empty} if name.endswith("(cold cache)") else {}
+            with mock.patch.dict(os.environ, cold):
+                start = time.perf_counter()
+                hits = [
+                    retriever.retrieve([q["question"]], c, 2)[0]
+                    for q, c in zip(questions, corpora, strict=False)
+                ]
+                seconds = time.perf_counter() - start
         rows.append(
             {
                 "retriever": name,
