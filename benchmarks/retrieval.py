@@ -180,8 +180,7 @@ def per_example(questions: list[dict[str, Any]], n: int, skip_dense: bool) -> li
     rows = []
     for name, retriever in retrievers.items():
         corpora = [Corpus.from_chunks(q["own"]) for q in questions[:n]]
-        if not isinstance(retriever, BM25Retriever):
-            retriever.warm_up()  # model load is not per-question cost
+        retriever.warm_up()  # model load is not per-question cost (BM25 has none)
         with tempfile.TemporaryDirectory() as empty:
             cold = {"RAGKIT_CACHE_DIR": empty} if name.endswith("(cold cache)") else {}
             with mock.patch.dict(os.environ, cold):

@@ -7,7 +7,6 @@ llama-index is an optional extra (``pip install 'ragkit[llamaindex]'``); nothing
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 INSTALL_HINT = "pip install 'ragkit[llamaindex]' (llama-index-core)"
@@ -15,6 +14,9 @@ INSTALL_HINT = "pip install 'ragkit[llamaindex]' (llama-index-core)"
 
 def library_version() -> str | None:
     """The installed llama-index-core version (part of cache keys: its internals decide results)."""
+    # imported here: importlib.metadata costs ~10 ms, and chunking.py (loaded by every run) imports us
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("llama-index-core")
     except PackageNotFoundError:

@@ -15,6 +15,7 @@ The built-in chunkers do not need llama-index.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import re
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ragkit import _llamaindex
 from ragkit.component import Component
 from ragkit.data.sentences import trimmed_spans
 from ragkit.registry import register
@@ -276,29 +278,21 @@ class LlamaIndexChunker(Chunker):
         self.tokenizer = tokenizer
 
     def spec(self) -> dict[str, Any]:
-        from ragkit import _llamaindex
-
         return {**super().spec(), "llama_index_core": _llamaindex.library_version()}
 
     def _parser(self) -> Any:
         if hasattr(self, "parser_"):
             return self.parser_
-        import inspect
-
-        from ragkit import _llamaindex
-
         who = "llamaindex chunker"
+        expected = f"expected {', '.join(map(repr, _LLAMAINDEX_PARSERS))} or 'package.module:Class'"
         _llamaindex.require(who)
         if self.parser not in _LLAMAINDEX_PARSERS and ":" not in self.parser:
-            raise ValueError(
-                f"{who}: field 'parser' is {self.parser!r}; expected"
-                f" {', '.join(map(repr, _LLAMAINDEX_PARSERS))} or 'package.module:Class'"
-            )
+            raise ValueError(f"{who}: field 'parser' is {self.parser!r}; {expected}")
         cls = _llamaindex.import_object(_LLAMAINDEX_PARSERS.get(self.parser, self.parser), who, "parser")
         if not hasattr(cls, "get_nodes_from_documents"):
             raise ValueError(
                 f"{who}: field 'parser' is {self.parser!r}, which is not a llama-index node parser;"
-                f" expected {', '.join(map(repr, _LLAMAINDEX_PARSERS))} or 'package.module:Class'"
+                f" {expected}"
             )
         options = dict(self.options or {})
         tokenizer = self.tokenizer

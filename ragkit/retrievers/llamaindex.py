@@ -93,9 +93,7 @@ def _embedding_class() -> type:
             return self._texts(texts)
 
         def _get_query_embedding(self, query: str) -> list[float]:
-            embedded = embed(self._model, [query], [], self.embed_batch_size)
-            self._count(embedded.query_tokens[query])
-            return embedded.queries[query].tolist()
+            return self.query_embeddings([query])[query]
 
         async def _aget_query_embedding(self, query: str) -> list[float]:
             return self._get_query_embedding(query)
