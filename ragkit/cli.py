@@ -70,10 +70,9 @@ def _load(file: Path, overrides: list[str] | None):
 @app.command()
 def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
     """Run (or resume) every configuration of an experiment and log it to MLflow."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ragkit.config import ConfigError
-    from ragkit.report import display_table, results_frame
+    from ragkit.progress import progress_display
+    from ragkit.report import display_table, lead_note, results_frame
     from ragkit.runner import run_experiment
     from ragkit.tracking import TrackingError, resolve_tracking_uri
 
@@ -82,21 +81,14 @@ def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
         f"[bold]{experiment.name}[/]: {len(experiment.configurations)} configurations, "
         f"tracking at {resolve_tracking_uri(experiment.spec.tracking_uri)}"
     )
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
-        tasks: dict[str, int] = {}
-
-        def hook(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total)
-            progress.update(tasks[name], completed=done)
-
+    with progress_display(console) as hook:
         try:
             results = run_experiment(experiment, limit=limit, progress=hook)
         except (ConfigError, TrackingError) as exc:
             _fail(exc)
     frame = results_frame(results)
     print_frame(display_table(frame), title=f"{experiment.name} (95% intervals)")
+    console.print(lead_note(frame))
     _warn_about_judge(frame)
     console.print(
         f"runs in {Path(experiment.spec.output_dir) / experiment.name}; `ragkit ui {file}` to browse"
@@ -124,8 +116,10 @@ def report(
     metric: Annotated[
         str | None,
         typer.Option(
-            help="metric for breakdowns and paired comparisons (default: the judge's verdicts when"
-            " judged, answer≈ for free-form answers, needle scores for needles, else contains_answer)"
+            help="metric (a score column or its table label) for a per-configuration table, --by"
+            " breakdowns and --baseline comparisons; an unknown name lists the available ones"
+            " (default: the judge's verdicts when judged, answer≈ for free-form answers, needle"
+            " scores for needles, evidence recall for retrieval only, else contains_answer)"
         ),
     ] = None,
     baseline: Annotated[
@@ -141,10 +135,14 @@ def report(
     ] = None,
 ) -> None:
     """Tables of finished results (no model runs)."""
+    from ragkit.breakdown import metric_columns
+    from ragkit.metric_info import label as metric_label
+    from ragkit.metric_info import resolve as resolve_metric
     from ragkit.report import (
         breakdown,
         default_metric,
         display_table,
+        lead_note,
         load_results,
         load_scores,
         older_versions_note,
@@ -157,21 +155,27 @@ def report(
         hint = other_runs_hint(file) if str(file).endswith((".yaml", ".yml")) else ""
         _fail(RuntimeError(f"no finished configurations found for {file}.{hint}"))
     print_frame(display_table(results), title="results (95% intervals)")
+    console.print(lead_note(results))
     if note := older_versions_note(results, file):
         console.print(f"[yellow]{note}[/yellow]")
     _warn_about_judge(results)
-    metric = metric or default_metric(results)
-    if by:
+    scores = None
+    if metric is not None or by or baseline:
         try:
             scores = load_scores(file)
+            metric = resolve_metric(metric, metric_columns(scores)) if metric else default_metric(results)
+        except KeyError as exc:
+            _fail(exc)
+    if by:
+        try:
             # The joint table, then (with several fields) one table per field pooling the others.
             tables = [by] + ([[field] for field in by] if len(by) > 1 else [])
             for fields in tables:
                 pooled = [f for f in by if f not in fields]
-                title = f"{metric} by {', '.join(fields)}"
+                title = f"{metric_label(metric)} by {', '.join(fields)}"
                 title += f" (pooled over {', '.join(pooled)})" if pooled else ""
                 frame = breakdown(scores, fields, metric, pool=pooled)
-                print_frame(frame.round(3), title=title)
+                print_frame(frame.round(3).rename(columns={metric: metric_label(metric)}), title=title)
                 if plot is not None and fields is by:
                     from ragkit.plots import breakdown_plot
 
@@ -180,9 +184,12 @@ def report(
             _fail(exc)
     elif plot is not None:
         _fail(ValueError("--plot draws the --by breakdown: give one or two --by fields"))
+    elif metric is not None and scores is not None and not baseline:
+        frame = breakdown(scores, [], metric).rename(columns={"method": "configuration"})
+        print_frame(frame.round(3).rename(columns={metric: metric_label(metric)}), title=metric_label(metric))
     if baseline:
         try:
-            table = paired_against(load_scores(file), baseline, metric)
+            table = paired_against(scores, baseline, metric)
         except KeyError as exc:
             _fail(exc)
         print_frame(table, title=f"{metric}: paired difference against {baseline} (same questions)")

@@ -145,6 +145,7 @@ def score(examples: Sequence[Example], predictions: Sequence[Prediction]) -> pd.
         row.update({f"cost_{k}": v for k, v in prediction.cost.to_dict().items()})
         if "dropped_tokens" in provenance:
             row["dropped_tokens"] = _float(provenance["dropped_tokens"])
+            row.update(truncation(provenance))
         if "gold_survived" in provenance:
             row["gold_survived"] = _float(provenance["gold_survived"])
         row.update({f"meta_{k}": _scalar(v) for k, v in example.meta.items()})
@@ -152,6 +153,15 @@ def score(examples: Sequence[Example], predictions: Sequence[Prediction]) -> pd.
     if not rows:
         return pd.DataFrame(columns=["example_id", "em", "f1", "contains_answer"])
     return pd.DataFrame(rows)
+
+
+def truncation(provenance: dict[str, Any]) -> dict[str, float]:
+    """``truncated`` (1.0 when tokens of the question's context were cut to fit the window or
+    budget) and ``dropped_share`` (the share of the context's tokens cut: of the full documents
+    for full context, of the selected passages for RAG)."""
+    dropped = float(provenance.get("dropped_tokens") or 0)
+    whole = provenance.get("full_context_tokens") or (float(provenance.get("context_tokens") or 0) + dropped)
+    return {"truncated": float(dropped > 0), "dropped_share": dropped / whole if whole else 0.0}
 
 
 # -- intervals -------------------------------------------------------------------------------
@@ -198,32 +208,29 @@ _PER_QUESTION = {
 }
 
 
-# Metrics merged in by the runner that tables lead with, so they get intervals too (over the
-# questions they apply to): 0/1 verdicts get Wilson's, graded scores a bootstrap.
-_BINARY_EXTRA = {"judge_correct", "needle_exact"}
-_GRADED_EXTRA = {"longform_approx", "answer_recall_approx", "needle_recall"}
-
-
 def summarize(scores: pd.DataFrame) -> dict[str, float]:
     """Aggregates of :func:`score` rows (names as in RESULTS.md). Metrics without data (no gold
     evidence, no unanswerable questions) are left out rather than NaN, which JSON cannot hold.
     Other numeric columns (e.g. a judge's verdicts merged in by the runner) are averaged too."""
+    from ragkit.metric_info import METRICS, interval
+
     n = len(scores)
     out: dict[str, float] = {"n_questions": float(n)}
     if n == 0:
         return out
-    for name in ("em", "contains_answer"):
+    for name in ("em", "contains_answer", "f1"):  # one interval method per metric type (metric_info)
         out[name] = float(scores[name].mean())
-        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = wilson_interval(float(scores[name].sum()), n)
-    out["f1"] = float(scores["f1"].mean())
-    out["f1_ci_low"], out["f1_ci_high"] = bootstrap_interval(scores["f1"].to_numpy())
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval(name, scores[name].to_numpy())
     if "answerable" in scores and not scores["answerable"].astype(bool).all():
         out["abstention_accuracy"] = float(scores["abstention_correct"].mean())
     if "abstained" in scores:
         out["abstention_rate"] = float(scores["abstained"].astype(float).mean())
     for name in ("evidence_recall", "dropped_tokens", "gold_survived"):
         if name in scores and scores[name].notna().any():
-            out[name] = float(scores[name].astype(float).mean())
+            values = scores[name].astype(float).dropna().to_numpy()
+            out[name] = float(values.mean())
+            if name in METRICS:
+                out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval(name, values)
     for name, column in _COST_MEANS.items():
         if column in scores:
             out[name] = float(scores[column].mean())
@@ -232,10 +239,8 @@ def summarize(scores: pd.DataFrame) -> dict[str, float]:
         if extra and pd.api.types.is_numeric_dtype(scores[column]) and scores[column].notna().any():
             values = scores[column].astype(float).dropna()
             out[column] = float(values.mean())
-            if column in _BINARY_EXTRA:
-                out[f"{column}_ci_low"], out[f"{column}_ci_high"] = wilson_interval(values.sum(), len(values))
-            elif column in _GRADED_EXTRA:
-                out[f"{column}_ci_low"], out[f"{column}_ci_high"] = bootstrap_interval(values.to_numpy())
+            if column in METRICS:  # the metrics tables show get intervals, over the questions they apply to
+                out[f"{column}_ci_low"], out[f"{column}_ci_high"] = interval(column, values.to_numpy())
     return out
 
 

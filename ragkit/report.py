@@ -15,18 +15,18 @@ from typing import Any
 
 import pandas as pd
 
+from ragkit.breakdown import breakdown, breakdown_fields, name_field  # noqa: F401 (re-exported)
 from ragkit.config import flatten, load_experiment
+from ragkit.metric_info import METRICS, label
 from ragkit.types import stable_hash
 
 # The accuracy columns a table leads with, most trustworthy first: a judge's verdicts when one was
 # configured, the free-form approximation for sentence answers (LaRA), exact needle scores, and
 # contains-answer for short-answer QA. EM and contains-answer are 0 on sentence answers by design.
+# Labels (and why each leads) are in ragkit.metric_info, the same in every table.
 HEADLINES: list[tuple[str, str]] = [
-    ("judge_correct", "judge"),
-    ("longform_approx", "answer≈ (approx)"),
-    ("needle_exact", "needle exact"),
-    ("needle_recall", "needle recall"),
-    ("contains_answer", "acc (contains)"),
+    (m, label(m))
+    for m in ("judge_correct", "longform_approx", "needle_exact", "needle_recall", "contains_answer")
 ]
 SHORT_ANSWER = ("contains_answer", "em")
 
@@ -212,18 +212,37 @@ def format_interval(row: pd.Series, metric: str) -> str:
     return f"{value:.3f} [{low:.2f}, {high:.2f}]"
 
 
+def _has(results: pd.DataFrame, column: str) -> bool:
+    return column in results.columns and results[column].notna().any()
+
+
+def truncation_cell(row: pd.Series) -> str:
+    """``"7/8 (61% of tokens)"``: questions whose context was cut to fit the window or budget,
+    and the mean share of their context's tokens that was dropped; ``-`` where not measured."""
+    share, n = row.get("truncated"), int(row.get("n_questions", 0) or 0)
+    if share is None or pd.isna(share):
+        return "-"
+    dropped = row.get("dropped_share")
+    tokens = "" if dropped is None or pd.isna(dropped) else f" ({dropped:.0%} of tokens)"
+    return f"{round(share * n)}/{n}{tokens}"
+
+
 def display_table(results: pd.DataFrame) -> pd.DataFrame:
     """The table ``ragkit run`` ends with: configuration, the headline accuracy metrics and F1 with
-    95% intervals (EM for short answers), mean effective context tokens, seconds per question."""
-    labels = dict(HEADLINES)
+    95% intervals (EM for short answers), the answer-in-context proxy, how many questions were
+    truncated and the share of tokens dropped, mean effective context tokens, seconds per question."""
     headlines = headline_metrics(results)
     rows = []
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
-        out |= {f"{labels[m]} [95% CI]": format_interval(row, m) for m in headlines}
+        out |= {f"{label(m)} [95% CI]": format_interval(row, m) for m in headlines}
         out["F1 [95% CI]"] = format_interval(row, "f1")
         if "contains_answer" in headlines:
             out["EM"] = f"{row.get('em', float('nan')):.3f}"
+        if _has(results, "answer_in_context"):
+            out[f"{label('answer_in_context')} [95% CI]"] = format_interval(row, "answer_in_context")
+        if _has(results, "truncated"):
+            out["truncated"] = truncation_cell(row)
         out |= {
             "eff. ctx tokens": f"{row.get('effective_context_tokens', float('nan')):.0f}",
             "s/question": f"{row.get('seconds_per_question', float('nan')):.2f}",
@@ -233,82 +252,11 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def breakdown(
-    scores: pd.DataFrame, by: Sequence[str], metric: str = "contains_answer", pool: Sequence[str] = ()
-) -> pd.DataFrame:
-    """Mean ``metric`` (with its 95% interval and count) per method and per value of the ``by``
-    columns. The method is the configuration name without its ``field=value`` parts for the
-    ``by`` fields: in a haystack sweep, "rag length=2000 depth=0.5" counts as method "rag" in a
-    breakdown by length and depth, so each arm gets one row per (length, depth). Fields in
-    ``pool`` leave the method name too, so their questions are pooled: ``by=["length"],
-    pool=["depth"]`` gives one row per arm and length over all depths. A pooled row counts a
-    question once per pooled value (the same questions at three depths), so its interval, which
-    treats rows as independent, is narrower than the evidence warrants: read it as descriptive."""
-    from ragkit.metrics import bootstrap_interval, wilson_interval
-
-    columns = []
-    for name in by:
-        for candidate in (name, f"meta_{name}"):
-            if candidate in scores.columns:
-                columns.append(candidate)
-                break
-        else:
-            swept = name_field(scores["config_name"], name)
-            if swept.isna().all():
-                raise KeyError(
-                    f"no column {name!r} (or meta_{name}) in the per-question scores, and no "
-                    f"configuration name has {name}=...; fields to break down by: "
-                    + ", ".join(breakdown_fields(scores))
-                )
-            scores = scores.assign(**{f"swept_{name}": swept})
-            columns.append(f"swept_{name}")
-    if metric not in scores.columns:
-        raise KeyError(f"no metric column {metric!r} in the per-question scores")
-    prefixes = tuple(f"{name}=" for name in [*by, *pool])
-    frame = scores.assign(
-        method=scores["config_name"].map(
-            lambda n: " ".join(t for t in str(n).split(" ") if not t.startswith(prefixes))
-        )
-    )
-    rows = []
-    for keys, group in frame.groupby(["method", *columns], dropna=False, sort=True):
-        values = group[metric].astype(float).dropna().to_numpy()
-        binary = set(values.tolist()) <= {0.0, 1.0}
-        low, high = (
-            (wilson_interval(values.sum(), len(values)) if binary else bootstrap_interval(values))
-            if len(values)
-            else (float("nan"), float("nan"))
-        )
-        fields = [c.removeprefix("meta_").removeprefix("swept_") for c in columns]
-        row = dict(zip(["method", *fields], keys, strict=True))
-        row.update({metric: values.mean() if len(values) else float("nan"), "95% CI low": low})
-        row.update({"95% CI high": high, "n": len(values)})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def name_field(config_names: pd.Series, field: str) -> pd.Series:
-    """The value of ``field`` in each configuration name ("drag k=4 m=2" has k=4), numeric where
-    every value is, NaN where a name lacks it: swept settings (k, m, a dataset's name) are in
-    the names, not in the per-question columns, and break down the same way."""
-    prefix = f"{field}="
-    values = config_names.astype(str).map(
-        lambda n: next((t.removeprefix(prefix) for t in n.split(" ") if t.startswith(prefix)), None)
-    )
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().sum() != values.notna().sum():
-        return values
-    whole = numeric.dropna().mod(1).eq(0).all()
-    return numeric.astype("Int64") if whole else numeric  # k=4, not 4.0, beside a method without k
-
-
-def breakdown_fields(scores: pd.DataFrame) -> list[str]:
-    """What ``--by`` accepts for these scores: example fields (``meta_*`` columns) and the
-    ``field=value`` settings in the configuration names."""
-    fields = [c.removeprefix("meta_") for c in scores.columns if c.startswith("meta_")]
-    for name in scores["config_name"].astype(str).unique():
-        fields += [t.split("=", 1)[0] for t in name.split(" ") if "=" in t]
-    return list(dict.fromkeys(fields))
+def lead_note(results: pd.DataFrame) -> str:
+    """Which metric the table leads with and why (printed under it)."""
+    metric = default_metric(results)
+    why = METRICS[metric].leads_because if metric in METRICS else ""
+    return f"leading metric: {label(metric)}" + (f" ({why})" if why else "")
 
 
 def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_answer") -> pd.DataFrame:

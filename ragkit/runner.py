@@ -26,9 +26,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from ragkit.breakdown import LENGTH_COLUMN
 from ragkit.cache import Cache, get_cache
 from ragkit.cached import CachedGenerator, CachedRetriever
 from ragkit.config import ConfigError, Configuration, Experiment, build_component, flatten
+from ragkit.lengths import document_tokens
 from ragkit.retrievers.base import Retriever
 from ragkit.tracking import Tracker, check_reachable, questions_hash, resolve_tracking_uri
 from ragkit.types import Prediction, stable_hash
@@ -278,6 +280,7 @@ def run_configuration(
     ordered = [done[e.id] for e in examples]
     scores = score(examples, ordered)
     scores = _with_extra_scores(scores, examples, ordered)
+    scores[LENGTH_COLUMN] = document_tokens(examples, generator, dataset.corpus)  # for --by length
     if prepared.judge is not None:
         from ragkit.judge import judge as run_judge
 

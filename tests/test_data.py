@@ -251,6 +251,17 @@ def test_squad_answers_evidence_and_corpus_modes(squad_file):
     assert [d.id for d in shared.corpus] == ["Amazon/0"] and shared.examples[0].documents == []
     assert [e.id for e in SquadV2(path=str(squad_file), answerable=False).load().examples] == ["s2"]
     assert len(SquadV2(path=str(squad_file), answerable=True).load().examples) == 3
+    # the whole article as one long document, shared by its questions, evidence repointed to it
+    whole = {e.id: e for e in SquadV2(path=str(squad_file), corpus="document").load().examples}
+    (doc,) = whole["s1"].documents
+    assert doc.id == "Super_Bowl" and whole["s3"].documents[0] is doc
+    assert doc.text == "\n\n".join(d.text for d in s1.documents)
+    evidence = [(e.doc_id, e.text) for e in whole["s1"].evidence]
+    assert evidence == [("Super_Bowl", "The Denver Broncos won it.")]
+    assert [e.id for e in SquadV2(path=str(squad_file), articles=["Amazon"]).load().examples] == ["s4"]
+    assert len(SquadV2(path=str(squad_file), articles=["Super Bowl"]).load().examples) == 3
+    with pytest.raises(DatasetError, match=r"'Nile' is not an article of .*; articles: Amazon, Super Bowl"):
+        SquadV2(path=str(squad_file), articles=["Nile"]).load()
 
 
 def test_squad_bad_format_names_the_place(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -110,11 +110,24 @@ def parse_squad(path: Path) -> _Parsed:
     return _Parsed(tuple(examples), where_from, articles)
 
 
+def _whole_article(article: str, paragraphs: tuple[Document, ...]) -> Document:
+    """One document of the article's paragraphs (one object shared by all its questions)."""
+    return Document(
+        id=article,
+        text="\n\n".join(p.text for p in paragraphs),
+        title=paragraphs[0].title if paragraphs else article,
+        sentences=tuple(s for p in paragraphs for s in p.sentences),
+    )
+
+
 @register("dataset", "squad-v2")
 class SquadV2(DatasetLoader):
     """SQuAD v2 questions. ``corpus``: ``paragraph`` (only the question's paragraph),
     ``article`` (all paragraphs of its article, the default: retrieval has to find the right
-    one), or ``shared`` (one corpus of all paragraphs of the selected questions' articles)."""
+    one), ``document`` (the whole article as one long document, its paragraphs joined by blank
+    lines: long-document QA, where a RAG arm needs a chunker), or ``shared`` (one corpus of all
+    paragraphs of the selected questions' articles). ``articles`` keeps the questions of these
+    articles only (titles with spaces or underscores)."""
 
     version = "1"
 
@@ -123,7 +136,8 @@ class SquadV2(DatasetLoader):
         *,
         path: str | None = None,
         answerable: bool | None = None,
-        corpus: Literal["paragraph", "article", "shared"] = "article",
+        articles: list[str] | None = None,
+        corpus: Literal["paragraph", "article", "document", "shared"] = "article",
         sample: int | None = None,
         seed: int = 0,
         partition: Partition = "all",
@@ -131,6 +145,7 @@ class SquadV2(DatasetLoader):
     ) -> None:
         self.path = path
         self.answerable = answerable
+        self.articles = articles
         self.corpus = corpus
         self.sample = sample
         self.seed = seed
@@ -153,14 +168,26 @@ class SquadV2(DatasetLoader):
     def load(self) -> LoadedDataset:
         path = self.source_path()
         parsed = read_memoised(path, parse_squad)
-        if self.corpus not in ("paragraph", "article", "shared"):
+        if self.corpus not in ("paragraph", "article", "document", "shared"):
             raise DatasetError(
                 f"squad-v2 dataset: field 'corpus' is {self.corpus!r};"
-                " expected 'paragraph', 'article' or 'shared'"
+                " expected 'paragraph', 'article', 'document' or 'shared'"
             )
 
+        wanted = None
+        if self.articles is not None:  # titles as in the file ("Super_Bowl_50") or as shown ("Super Bowl 50")
+            titles = {t.replace("_", " "): t for t in parsed.articles}
+            unknown = [a for a in self.articles if a not in parsed.articles and a not in titles]
+            if unknown:
+                raise DatasetError(
+                    f"squad-v2 dataset: field 'articles': {unknown[0]!r} is not an article of {path};"
+                    f" articles: {', '.join(sorted(titles))}"
+                )
+            wanted = {titles.get(a, a) for a in self.articles}
+
         def keep(e: Example) -> bool:
-            return self.answerable is None or e.answerable == self.answerable
+            in_article = wanted is None or parsed.paragraph[e.id][0] in wanted
+            return in_article and (self.answerable is None or e.answerable == self.answerable)
 
         examples = [fresh(e) for e in self.select(parsed.examples, keep)]
         revision = file_revision(path)
@@ -169,6 +196,16 @@ class SquadV2(DatasetLoader):
         if self.corpus == "article":
             for example in examples:
                 example.documents = list(parsed.articles[parsed.paragraph[example.id][0]])
+            return LoadedDataset(examples, None, revision)
+        if self.corpus == "document":
+            wholes: dict[str, Document] = {}
+            for example in examples:
+                article = parsed.paragraph[example.id][0]
+                if article not in wholes:
+                    wholes[article] = _whole_article(article, parsed.articles[article])
+                whole = wholes[article]
+                example.documents = [whole]
+                example.evidence = [replace(e, doc_id=whole.id, sentence=None) for e in example.evidence]
             return LoadedDataset(examples, None, revision)
         chosen = dict.fromkeys(parsed.paragraph[e.id][0] for e in examples)
         corpus = [doc for article in parsed.articles if article in chosen for doc in parsed.articles[article]]

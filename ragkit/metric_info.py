@@ -1,0 +1,95 @@
+"""What each per-question metric is called in tables and which interval it gets.
+
+One name and one interval method per metric, whatever the table (the run table, ``report --by``,
+MLflow): a 0/1 metric (contains-answer, a judge's verdict, evidence hit) gets a Wilson score
+interval; a graded one (F1, answer≈, evidence recall, MRR) a seeded percentile bootstrap. The
+method follows the metric's type, never the values it happens to take: an answer≈ column that is
+all zeros on 8 questions is still graded, and gets the same interval in every table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ragkit.metrics import bootstrap_interval, wilson_interval
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    label: str  # the name every table uses
+    kind: Literal["binary", "graded"]
+    leads_because: str = ""  # why a table leads with it, when it does
+
+
+METRICS: dict[str, MetricInfo] = {
+    "judge_correct": MetricInfo("judge", "binary", "a judge model grades the answers"),
+    "longform_approx": MetricInfo(
+        "answer≈ (approx)",
+        "graded",
+        "free-form answers: EM and contains-answer cannot grade sentences; answer≈ is the share of the"
+        " reference's content words in the answer (a judge model grades better)",
+    ),
+    "needle_exact": MetricInfo("needle exact", "binary", "needle values are scored exactly (RULER)"),
+    "needle_recall": MetricInfo("needle recall", "graded"),
+    "contains_answer": MetricInfo(
+        "acc (contains)",
+        "binary",
+        "short answers; small models answer in sentences, so a reference found in the answer"
+        " (contains-answer) is read rather than exact match",
+    ),
+    "evidence_recall": MetricInfo(
+        "evidence recall@k",
+        "graded",
+        "retrieval only (no generator): the share of gold evidence in the top k",
+    ),
+    "evidence_hit": MetricInfo("evidence hit@k", "binary"),
+    "mrr": MetricInfo("MRR", "graded"),
+    "answer_in_context": MetricInfo("answer in context (proxy)", "binary"),
+    "em": MetricInfo("EM", "binary"),
+    "f1": MetricInfo("F1", "graded"),
+    "answer_recall_approx": MetricInfo("answer recall≈ (approx)", "graded"),
+    "refusal_approx": MetricInfo("refusal≈ (approx)", "binary"),
+    "abstention_correct": MetricInfo("abstention correct", "binary"),
+    "gold_survived": MetricInfo("gold survived", "binary"),
+    "truncated": MetricInfo("truncated", "binary"),
+    "dropped_share": MetricInfo("share of tokens dropped", "graded"),
+    "compression": MetricInfo("compression", "graded"),
+    "judge_accepts_reference": MetricInfo("judge accepts reference (control)", "binary"),
+    "judge_rejects_mismatch": MetricInfo("judge rejects mismatch (control)", "binary"),
+}
+
+
+def label(metric: str) -> str:
+    info = METRICS.get(metric)
+    return info.label if info else metric
+
+
+def is_binary(metric: str) -> bool:
+    info = METRICS.get(metric)
+    return info is not None and info.kind == "binary"
+
+
+def interval(metric: str, values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """The 95% interval of ``metric``'s mean over ``values`` (NaN left out), by the metric's type.
+    Metrics not listed here are treated as graded (a bootstrap is valid for any bounded score)."""
+    data = np.asarray(values, dtype=float)
+    data = data[~np.isnan(data)]
+    if is_binary(metric):
+        return wilson_interval(float(data.sum()), int(data.size))
+    return bootstrap_interval(data)
+
+
+def resolve(name: str, available: Sequence[str]) -> str:
+    """The metric column ``name`` means (its column name or its table label), or a KeyError
+    listing the metrics these results have."""
+    if name in available:
+        return name
+    by_label = {label(m): m for m in available}
+    if name in by_label:
+        return by_label[name]
+    listed = ", ".join(f"{m} ({label(m)})" if label(m) != m else m for m in available)
+    raise KeyError(f"unknown metric {name!r}; these results have: {listed}")
