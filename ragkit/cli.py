@@ -230,14 +230,42 @@ def ui(
     """Start the MLflow UI on loopback for the experiment's tracking store."""
     from ragkit.tracking import resolve_tracking_uri
 
-    configured = _load(file, None).spec.tracking_uri if file else None
-    uri = resolve_tracking_uri(configured)
-    if uri.startswith(("http://", "https://")):
+    experiment = _load(file, None) if file else None
+    uri = resolve_tracking_uri(experiment.spec.tracking_uri if experiment else None)
+    server = uri.startswith(("http://", "https://"))
+    base = uri.rstrip("/") if server else f"http://127.0.0.1:{port}"
+    if file is not None:
+        _print_pages(file, base)
+    if server:
         console.print(f"the tracking store is a server: open {uri} in a browser")
         return
-    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    console.print(f"MLflow UI for {uri} at {base}  (Ctrl-C to stop)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
     raise typer.Exit(subprocess.call([*command, "--port", str(port)]))
+
+
+def _print_pages(file: Path, base: str) -> None:
+    """The pages of this experiment worth opening, each with the question it answers."""
+    from ragkit.commands.suggest import parent_run
+    from ragkit.dashboard import ui_pages
+
+    try:
+        import mlflow
+
+        run_id, uri = parent_run(str(file))
+        if run_id is None:
+            console.print(
+                f"[yellow]{file} has no MLflow parent run in {uri} yet: `ragkit run {file}` first[/]"
+            )
+            return
+        parent = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id)
+        metric = parent.data.tags.get("ragkit.headline_metric", "contains_answer")
+        pages = ui_pages(base, parent.info.experiment_id, run_id, metric)
+    except Exception as exc:  # the UI still starts; only the links are missing
+        console.print(f"[yellow]could not read the tracking store for links: {exc}[/]")
+        return
+    for question, url in pages.values():
+        console.print(f"  {question}:\n    {url}", soft_wrap=True)
 
 
 def _register_plugins() -> None:

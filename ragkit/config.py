@@ -280,6 +280,28 @@ class Evaluation(pydantic.BaseModel):
     breakdown: list[str] = ["type", "level"]  # Example.meta keys to break results down by
 
 
+class Tracking(pydantic.BaseModel):
+    """What goes to MLflow besides runs. ``traces``: an MLflow trace per question for ``all``
+    questions, the first N of each configuration (the same questions in every configuration, so
+    their traces compare side by side), or ``off``. Tracing never changes a result, so it is not
+    part of any hash."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    traces: typing.Literal["all", "off"] | typing.Annotated[int, pydantic.Field(strict=True, ge=0)] = 25
+
+    @pydantic.field_validator("traces", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare ``off`` as false (and ``on``/``yes`` as true)
+        return {False: "off", True: "all"}.get(value, value) if isinstance(value, bool) else value
+
+    def trace_limit(self) -> int | None:
+        """Questions traced per configuration: None for all, 0 for none."""
+        if self.traces == "all":
+            return None
+        return 0 if self.traces == "off" else int(self.traces)
+
+
 class ExperimentFile(pydantic.BaseModel):
     """The top level of an experiment YAML."""
 
@@ -291,6 +313,7 @@ class ExperimentFile(pydantic.BaseModel):
     arms: list[dict[str, Any]]
     evaluation: Evaluation = Evaluation()
     tracking_uri: str | None = None
+    tracking: Tracking = Tracking()
     output_dir: str = "runs"
     cache_dir: str | None = None
     batch_size: int = pydantic.Field(16, ge=1)

@@ -138,6 +138,7 @@ def older_versions_note(results: pd.DataFrame, source: str | os.PathLike[str]) -
 def _from_mlflow(parent_run_id: str, tracking_uri: str | None = None) -> pd.DataFrame:
     import mlflow
 
+    from ragkit.dashboard import plain_metrics
     from ragkit.tracking import resolve_tracking_uri
 
     client = mlflow.MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
@@ -155,7 +156,7 @@ def _from_mlflow(parent_run_id: str, tracking_uri: str | None = None) -> pd.Data
             "run_id": run.info.run_id,
         }
         row.update({k: _number(v) for k, v in run.data.params.items()})
-        row.update(run.data.metrics)
+        row.update(plain_metrics(run.data.metrics))
         rows.append(row)
     return pd.DataFrame(rows)
 

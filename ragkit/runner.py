@@ -299,6 +299,51 @@ def run_configuration(
     return ConfigResult(configuration, run_dir, summary, scores, generated)
 
 
+def _log_traces(tracker: Tracker, result: ConfigResult, examples: Sequence[Any], limit: int | None) -> None:
+    """The configuration's question traces (the first ``limit``); a tracing failure is reported,
+    never fatal: the predictions and the run are already safe."""
+    from ragkit.traces import log_traces
+
+    if limit == 0 or result.run_id is None:
+        return
+    try:
+        predictions = read_predictions(result.run_dir / "predictions.jsonl")
+        rows = result.scores.set_index("example_id", drop=False)
+        log_traces(
+            tracker.uri,
+            experiment_id=tracker.experiment_id,
+            run_id=result.run_id,
+            configuration=result.configuration.name,
+            config_hash=result.configuration.hash,
+            examples=examples,
+            predictions=[predictions[e.id] for e in examples],
+            scores=[rows.loc[e.id].to_dict() for e in examples],
+            limit=limit,
+        )
+    except Exception as exc:  # any MLflow or store error
+        log.warning("traces of %s were not logged to MLflow: %s", result.configuration.name, exc)
+
+
+def _log_summary(
+    tracker: Tracker, experiment: Experiment, table: pd.DataFrame, results: list[ConfigResult]
+) -> None:
+    """The parent run's summary tables, plots and curves (ragkit.dashboard); reported, never fatal."""
+    from ragkit.dashboard import log_parent_summary
+
+    try:
+        scores = pd.concat([r.scores for r in results], ignore_index=True) if results else pd.DataFrame()
+        log_parent_summary(
+            tracker.client,
+            tracker.parent_id,
+            experiment=experiment.name,
+            results=table,
+            scores=scores,
+            breakdown=experiment.spec.evaluation.breakdown,
+        )
+    except Exception as exc:  # a summary part that cannot be drawn
+        log.warning("the MLflow summary of %s was not logged: %s", experiment.name, exc)
+
+
 def run_experiment(
     experiment: Experiment,
     *,
@@ -344,6 +389,7 @@ def run_experiment(
                         result.run_dir / "predictions.jsonl",
                     ],
                 )
+                _log_traces(tracker, result, dataset.examples, experiment.spec.tracking.trace_limit())
             results.append(result)
     except BaseException:
         tracker.finish("KILLED")
@@ -360,5 +406,6 @@ def run_experiment(
             "wall_seconds.txt": f"{time.perf_counter() - started:.1f}\n",
         },
     )
+    _log_summary(tracker, experiment, table, results)
     tracker.finish()
     return results

@@ -114,6 +114,17 @@ class Tracker:
             existing.experiment_id if existing else self.client.create_experiment(experiment_name)
         )
         self.parent_id = self._parent(experiment_name)
+        self._label_experiment()
+
+    def _label_experiment(self) -> None:
+        """The experiment's kind (MLflow opens it on the runs table) and a note saying where to look;
+        a note the user wrote is kept."""
+        from ragkit.dashboard import experiment_tags
+
+        current = self.client.get_experiment(self.experiment_id).tags
+        for key, value in experiment_tags(self.parent_id).items():
+            if key not in current or (key == "mlflow.note.content" and "ragkit experiment" in current[key]):
+                self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def _parent(self, name: str) -> str:
         runs = self.client.search_runs(
@@ -160,6 +171,8 @@ class Tracker:
     ) -> str:
         from mlflow.entities import Metric, Param, RunTag
 
+        from ragkit.dashboard import chart_name
+
         child_key = f"{config_hash}:{questions_hash}"
         all_tags = {
             "mlflow.parentRunId": self.parent_id,
@@ -177,7 +190,11 @@ class Tracker:
         now = int(time.time() * 1000)
         self.client.log_batch(
             run.info.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and v == v],
+            metrics=[
+                Metric(chart_name(k), float(v), now, 0)
+                for k, v in metrics.items()
+                if v is not None and v == v
+            ],
             params=[Param(k, _param(v)) for k, v in params.items()],
             tags=[RunTag(k, _param(v)) for k, v in all_tags.items()],
         )

@@ -59,4 +59,5 @@ def experiment_dict(qa_jsonl, tmp_path):
         "output_dir": str(tmp_path / "runs"),
         "cache_dir": str(tmp_path / "cache"),
         "batch_size": 2,
+        "tracking": {"traces": "off"},  # traces cost store writes; tests/test_dashboard.py covers them
     }

@@ -237,10 +237,12 @@ class IterDRAG(DRAG):
                     requests.append(GenerationRequest(messages, max_new_tokens=self.max_new_tokens))
                     asking.append(state)
             follow: list[tuple[_State, str, str]] = []
-            for state, generation in zip(asking, generator.generate(requests), strict=True):
+            for state, request, generation in zip(
+                asking, requests, generator.generate(requests), strict=True
+            ):
                 state.cost = state.cost + generation_cost(generation, generator)
                 state.provenance["outputs"].append(generation.text)
-                record_call(state.provenance, generation)
+                record_call(state.provenance, generation, request)
                 parsed = parse_step(generation.text)
                 state.last_intermediate = parsed.get("intermediate", state.last_intermediate)
                 if "final" in parsed:

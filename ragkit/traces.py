@@ -1,0 +1,306 @@
+"""MLflow traces per question, built by the driver from what each prediction recorded.
+
+Execution may run on other processes or machines (executors), so no span is opened inside a
+component. After a configuration finishes, the driver turns each (sampled) prediction into one
+trace with MLflow's low-level tracing client, which takes explicit start and end times and parent
+span ids (``MlflowClient.start_trace`` / ``start_span`` / ``end_span`` / ``end_trace``):
+
+    <configuration name>            CHAIN       question -> answer, linked to the child run
+      retrieve                      RETRIEVER   query, k -> chunk ids and scores
+      rerank / prune                RERANKER / PARSER (when the strategy used them)
+      generate [i]                  CHAT_MODEL  prompt messages -> output, token usage, seconds
+      score                         EVALUATOR   answer, references -> the question's metrics
+
+Span durations are the measured seconds the prediction carries (a cached generation keeps the
+seconds of its original call and says ``cached``); spans are laid end to end from the moment the
+trace is logged, since a batch's questions ran together and carry no wall-clock start of their own.
+Per-question scores are also logged as assessments (feedback from code, the references as an
+expectation), which fill MLflow's GenAI quality and evaluation views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ragkit.types import Example, Prediction
+
+log = logging.getLogger(__name__)
+
+# Per-question scores shown in the score span; the accuracy ones (report.HEADLINES) and F1 are
+# also logged as assessments. Each assessment is one write to the store, so EM (about 0 for
+# models that answer in sentences) and evidence recall stay in the span only.
+SCORES = (
+    "contains_answer",
+    "f1",
+    "em",
+    "judge_correct",
+    "longform_approx",
+    "needle_exact",
+    "needle_recall",
+    "evidence_recall",
+)
+FEEDBACK = ("contains_answer", "f1", "judge_correct", "longform_approx", "needle_exact", "needle_recall")
+SOURCE_ID = "ragkit.metrics"
+
+
+@contextlib.contextmanager
+def tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's tracing client exports to the global tracking URI: point it at ``uri`` while
+    traces are logged, then restore the previous URI and ``MLFLOW_TRACKING_URI`` (which
+    ``set_tracking_uri`` also sets, and which ragkit reads to pick a store)."""
+    import os
+
+    import mlflow
+
+    previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
+def _ns(seconds: float) -> int:
+    return max(1_000, int(seconds * 1e9)) if seconds == seconds else 1_000  # at least 1 µs
+
+
+def _hits(pairs: Any) -> list[dict[str, Any]]:
+    return [{"chunk_id": str(p[0]), "score": p[1]} for p in pairs or [] if isinstance(p, list | tuple)]
+
+
+class _Builder:
+    """Lays one question's spans end to end under its root span."""
+
+    def __init__(self, client: Any, trace_id: str, root_id: str, start_ns: int) -> None:
+        self.client = client
+        self.trace_id = trace_id
+        self.clock = start_ns
+        self.parents = [root_id]
+
+    def span(
+        self,
+        name: str,
+        kind: str,
+        seconds: float,
+        inputs: Any,
+        outputs: Any,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        span = self.client.start_span(
+            name,
+            trace_id=self.trace_id,
+            parent_id=self.parents[-1],
+            span_type=kind,
+            inputs=inputs,
+            attributes=attributes or {},
+            start_time_ns=self.clock,
+        )
+        self.clock += _ns(seconds)
+        self.client.end_span(self.trace_id, span.span_id, outputs=outputs, end_time_ns=self.clock)
+
+    @contextlib.contextmanager
+    def group(self, name: str, attributes: dict[str, Any]) -> Iterator[None]:
+        """A CHAIN span around nested stages (Self-Route's RAG attempt and its fallback)."""
+        span = self.client.start_span(
+            name,
+            trace_id=self.trace_id,
+            parent_id=self.parents[-1],
+            span_type="CHAIN",
+            attributes=attributes,
+            start_time_ns=self.clock,
+        )
+        self.parents.append(span.span_id)
+        try:
+            yield
+        finally:
+            self.parents.pop()
+            self.clock += 1_000
+            self.client.end_span(self.trace_id, span.span_id, end_time_ns=self.clock)
+
+    def stages(self, question: str, provenance: dict[str, Any]) -> None:
+        """Spans for what one strategy recorded, in the order the stages ran."""
+        if "retrieved" in provenance:
+            hits = _hits(provenance["retrieved"])
+            self.span(
+                "retrieve",
+                "RETRIEVER",
+                float(provenance.get("retrieval_seconds") or 0.0),
+                {"query": question, "k": len(hits)},
+                hits,
+            )
+        if "reranked" in provenance:
+            self.span(
+                "rerank",
+                "RERANKER",
+                float(provenance.get("rerank_seconds") or 0.0),
+                {"query": question},
+                _hits(provenance["reranked"]),
+            )
+        if "tokens_before_pruning" in provenance:
+            self.span(
+                "prune",
+                "PARSER",
+                float(provenance.get("prune_seconds") or 0.0),
+                {"tokens": provenance.get("tokens_before_pruning")},
+                {
+                    "tokens": provenance.get("tokens_after_pruning"),
+                    "compression": provenance.get("compression"),
+                    "evidence_after_pruning": provenance.get("evidence_after_pruning"),
+                },
+            )
+        if "context_ids" in provenance or "context_tokens" in provenance:
+            self.span(
+                "pack context",
+                "PARSER",
+                0.0,
+                {"budget_tokens": provenance.get("budget")},
+                {
+                    key: provenance[key]
+                    for key in ("context_ids", "context_tokens", "dropped_tokens", "gold_survived")
+                    if key in provenance
+                },
+            )
+        for step, (sub, ids) in enumerate(
+            zip(provenance.get("sub_queries", []), provenance.get("step_retrieved", []), strict=False)
+        ):
+            self.span(f"retrieve (step {step + 1})", "RETRIEVER", 0.0, {"query": sub}, ids)
+        for index, call in enumerate(provenance.get("generator_calls", [])):
+            self.call(index, call)
+
+    def call(self, index: int, call: dict[str, Any]) -> None:
+        usage = {
+            "input_tokens": int(call.get("input_tokens", 0)),
+            "output_tokens": int(call.get("output_tokens", 0)),
+        }
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        seconds = float(call.get("prefill_seconds", 0.0)) + float(call.get("decode_seconds", 0.0))
+        self.span(
+            f"generate [{index + 1}]",
+            "CHAT_MODEL",
+            seconds,
+            {"messages": call.get("messages", [])},
+            {"role": "assistant", "content": call.get("output", "")},
+            {
+                "mlflow.chat.tokenUsage": usage,
+                "prefill_seconds": call.get("prefill_seconds", 0.0),
+                "decode_seconds": call.get("decode_seconds", 0.0),
+                "truncated_tokens": call.get("truncated_tokens", 0),
+                "cached": bool(call.get("cached", False)),
+            },
+        )
+
+
+def _value(value: Any) -> Any:
+    """A JSON-safe scalar for span outputs and feedback (NaN: not applicable -> None)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def log_traces(
+    uri: str,
+    *,
+    experiment_id: str,
+    run_id: str,
+    configuration: str,
+    config_hash: str,
+    examples: Sequence[Example],
+    predictions: Sequence[Prediction],
+    scores: Sequence[dict[str, Any]],
+    limit: int | None,
+) -> list[str]:
+    """One trace per question (the first ``limit`` of them; None: all), linked to ``run_id``,
+    with the question's scores as assessments. Returns the trace ids."""
+    if limit == 0 or not predictions:
+        return []
+    import mlflow
+    from mlflow.entities import AssessmentSource
+
+    chosen = list(zip(examples, predictions, scores, strict=True))[: limit if limit is not None else None]
+    logged: list[tuple[str, Example, dict[str, Any]]] = []
+    with tracking_uri(uri):
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        for example, prediction, row in chosen:
+            start = time.time_ns()
+            root = client.start_trace(
+                configuration,
+                span_type="CHAIN",
+                inputs={"question": example.question},
+                attributes={"example_id": example.id, "config_hash": config_hash},
+                tags={
+                    "ragkit.config_name": configuration,
+                    "ragkit.config_hash": config_hash,
+                    "ragkit.example_id": example.id,
+                },
+                experiment_id=experiment_id,
+                start_time_ns=start,
+                run_id=run_id,
+            )
+            builder = _Builder(client, root.trace_id, root.span_id, start)
+            provenance = prediction.provenance
+            if isinstance(
+                provenance.get("rag"), dict
+            ):  # Self-Route: the RAG attempt, then maybe full context
+                with builder.group("rag", {"routed": bool(provenance.get("routed"))}):
+                    builder.stages(example.question, provenance["rag"])
+                if isinstance(provenance.get("full_context"), dict):
+                    with builder.group("full_context", {}):
+                        builder.stages(example.question, provenance["full_context"])
+            else:
+                builder.stages(example.question, provenance)
+            if not any(
+                isinstance(p, dict) and p.get("generator_calls")
+                for p in (provenance, provenance.get("rag"), provenance.get("full_context"))
+            ):
+                # predictions from before calls were recorded: one span with the totals
+                builder.call(
+                    0,
+                    {
+                        "output": provenance.get("raw_answer", prediction.answer),
+                        "input_tokens": prediction.cost.input_tokens,
+                        "output_tokens": prediction.cost.output_tokens,
+                        "prefill_seconds": prediction.cost.prefill_seconds,
+                        "decode_seconds": prediction.cost.decode_seconds,
+                    },
+                )
+            metrics = {name: _value(row[name]) for name in SCORES if name in row}
+            builder.span(
+                "score",
+                "EVALUATOR",
+                0.0,
+                {"answer": prediction.answer, "references": example.answers},
+                metrics,
+            )
+            client.end_trace(
+                root.trace_id,
+                outputs={"answer": prediction.answer},
+                attributes={
+                    "effective_context_tokens": prediction.cost.effective_context_tokens,
+                    "calls": prediction.cost.calls,
+                    "seconds": round(prediction.cost.seconds, 6),
+                },
+                end_time_ns=builder.clock,
+            )
+            logged.append((root.trace_id, example, metrics))
+        mlflow.flush_trace_async_logging()  # assessments attach to traces already in the store
+        source = AssessmentSource(source_type="CODE", source_id=SOURCE_ID)
+        for trace_id, example, metrics in logged:
+            mlflow.log_expectation(
+                trace_id=trace_id, name="expected_response", value=list(example.answers), source=source
+            )
+            for name, value in metrics.items():
+                if name in FEEDBACK and value is not None:
+                    mlflow.log_feedback(trace_id=trace_id, name=name, value=value, source=source)
+    return [trace_id for trace_id, _, _ in logged]
