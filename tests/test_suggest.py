@@ -89,7 +89,10 @@ def test_suggest_prints_ranked_budgets_writes_files_and_logs_to_the_parent_run(f
     [parent] = client.search_runs([experiment.experiment_id], filter_string="tags.`ragkit.role` = 'parent'")
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "suggest/contains_answer")}
     wanted = {"suggestions.csv", "scaling_0.png", "calibration_0.png", "allocation_fit.json", "regret.csv"}
+    wanted |= {"suggestions.json", "regret.json"}  # as MLflow tables too
     assert {f"suggest/contains_answer/{name}" for name in wanted} <= logged
+    curve = client.get_metric_history(parent.info.run_id, "suggest/contains_answer_of_pick")
+    assert sorted(m.step for m in curve) == [60, 1024]
 
 
 def test_suggest_reads_an_mlflow_parent_run_too(finished, tmp_path):

@@ -294,7 +294,46 @@ def suggest_command(
         client = mlflow.MlflowClient(tracking_uri=uri)
         for path in report["files"]:
             client.log_artifact(run_id, str(path), artifact_path=f"suggest/{metric}")
+        log_to_parent(client, run_id, report, metric)
         console.print(f"logged {len(report['files'])} artifacts to MLflow run {run_id} (suggest/{metric}/)")
+
+
+def log_to_parent(client: Any, run_id: str, report: dict[str, Any], metric: str) -> None:
+    """The suggestion and regret tables as MLflow tables (the UI shows them as tables, beside the
+    CSVs), and the score of each budget's first pick (predicted by the fit, else measured) as a
+    ``suggest/`` metric whose step is the budget, so the parent's charts draw the scaling curve."""
+    import time
+
+    from mlflow.entities import Metric
+
+    from ragkit.dashboard import log_table
+
+    for name in ("suggestions", "regret"):
+        if not report[name].empty:
+            log_table(client, run_id, report[name], f"suggest/{metric}/{name}.json")
+    table = report["suggestions"]
+    if table.empty or "rank" not in table:
+        return
+    now = int(time.time() * 1000)
+    firsts = table[(table["rank"] == 1) & table["score"].notna()]
+    multiple = firsts["group"].nunique() > 1
+    metrics = [
+        Metric(
+            f"suggest/{metric}_of_pick" + (f"/{_short_key(row['group'])}" if multiple else ""),
+            float(row["score"]),
+            now,
+            int(row["budget"]),
+        )
+        for _, row in firsts.iterrows()
+    ]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+
+
+def _short_key(group: Any) -> str:
+    from ragkit.suggestion import short_label
+
+    return "".join(c if c.isalnum() or c in "_-. " else "_" for c in short_label(str(group)))
 
 
 def register(app: typer.Typer) -> None:
