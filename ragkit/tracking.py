@@ -122,8 +122,12 @@ class Tracker:
         from ragkit.dashboard import experiment_tags
 
         current = self.client.get_experiment(self.experiment_id).tags
+        ours = {
+            "mlflow.experimentKind": lambda v: not v or v.endswith("_inferred"),  # the UI's own guess
+            "mlflow.note.content": lambda v: "ragkit experiment" in v,
+        }
         for key, value in experiment_tags(self.parent_id).items():
-            if key not in current or (key == "mlflow.note.content" and "ragkit experiment" in current[key]):
+            if key not in current or (current[key] != value and ours[key](current[key])):
                 self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def _parent(self, name: str) -> str:

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -209,3 +210,19 @@ def test_check_script_without_chromium_says_so(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert module.main([str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 2
     assert "no Chromium" in capsys.readouterr().err
+
+
+def test_tracing_leaves_the_global_tracking_uri_as_it_was(monkeypatch, tmp_path):
+    """MLflow's tracer exports to the global URI, which ragkit points at the store only while it
+    logs traces: MLFLOW_TRACKING_URI (which picks ragkit's default store) must not leak."""
+    from ragkit.traces import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    with tracking_uri(f"sqlite:///{tmp_path / 'x.db'}"):
+        assert mlflow.get_tracking_uri().endswith("x.db")
+    assert "MLFLOW_TRACKING_URI" not in os.environ and not mlflow.tracking.is_tracking_uri_set()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    with tracking_uri(f"sqlite:///{tmp_path / 'x.db'}"):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
