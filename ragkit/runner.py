@@ -14,6 +14,7 @@ Order of work, so that mistakes cost nothing:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -361,6 +362,11 @@ def run_experiment(
     results = []
     started = time.perf_counter()
     indices = list(only) if only is not None else range(len(experiment.configurations))
+    tracing = contextlib.ExitStack()
+    if experiment.spec.tracking.trace_limit() != 0:
+        from ragkit.traces import tracking_uri
+
+        tracing.enter_context(tracking_uri(uri))  # one tracer for every configuration's traces
     try:
         for index in indices:
             result = run_configuration(prepared, index, output_dir=output_dir, progress=progress)
@@ -394,6 +400,8 @@ def run_experiment(
     except BaseException:
         tracker.finish("KILLED")
         raise
+    finally:
+        tracing.close()
     from ragkit.report import results_frame
 
     table = results_frame(results)

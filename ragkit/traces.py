@@ -52,12 +52,17 @@ SOURCE_ID = "ragkit.metrics"
 def tracking_uri(uri: str) -> Iterator[None]:
     """MLflow's tracing client exports to the global tracking URI: point it at ``uri`` while
     traces are logged, then restore the previous URI and ``MLFLOW_TRACKING_URI`` (which
-    ``set_tracking_uri`` also sets, and which ragkit reads to pick a store)."""
+    ``set_tracking_uri`` also sets, and which ragkit reads to pick a store). Each switch rebuilds
+    MLflow's tracer and its store connection (seconds), so the runner enters this once per
+    experiment and the traces of each configuration reuse it."""
     import os
 
     import mlflow
 
     previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    if previous == uri:  # already there (the runner points it once per experiment): no reset
+        yield
+        return
     env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
