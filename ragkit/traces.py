@@ -14,8 +14,8 @@ span ids (``MlflowClient.start_trace`` / ``start_span`` / ``end_span`` / ``end_t
 Span durations are the measured seconds the prediction carries (a cached generation keeps the
 seconds of its original call and says ``cached``); spans are laid end to end from the moment the
 trace is logged, since a batch's questions ran together and carry no wall-clock start of their own.
-Per-question scores are also logged as assessments (feedback from code, the references as an
-expectation), which fill MLflow's GenAI quality and evaluation views.
+The question's accuracy scores are also logged as assessments (feedback from code), which fill
+MLflow's GenAI quality and evaluation views.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from ragkit.types import Example, Prediction
 
 log = logging.getLogger(__name__)
 
-# Per-question scores shown in the score span; the accuracy ones (report.HEADLINES) and F1 are
-# also logged as assessments. Each assessment is one write to the store, so EM (about 0 for
-# models that answer in sentences) and evidence recall stay in the span only.
+# Per-question scores shown in the score span. The accuracy ones (report.HEADLINES) and F1 are
+# also logged as assessments, which MLflow's quality views chart; each is one store transaction,
+# so EM (about 0 for models that answer in sentences), evidence recall and the references (in the
+# score span's inputs) stay in the span only.
 SCORES = (
     "contains_answer",
     "f1",
@@ -46,6 +47,7 @@ SCORES = (
 )
 FEEDBACK = ("contains_answer", "f1", "judge_correct", "longform_approx", "needle_exact", "needle_recall")
 SOURCE_ID = "ragkit.metrics"
+SPAN_BATCH = "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE"
 
 
 @contextlib.contextmanager
@@ -63,16 +65,21 @@ def tracking_uri(uri: str) -> Iterator[None]:
     if previous == uri:  # already there (the runner points it once per experiment): no reset
         yield
         return
-    env = os.environ.get("MLFLOW_TRACKING_URI")
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", SPAN_BATCH)}
+    # Spans are exported in batches (one store transaction each, read when the tracer is built):
+    # MLflow's default of 5 spans is about a transaction per question; a configuration's traces
+    # go in a few. A value the user set is kept.
+    os.environ.setdefault(SPAN_BATCH, "256")
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)
-        if env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _ns(seconds: float) -> int:
@@ -234,7 +241,7 @@ def log_traces(
     from mlflow.entities import AssessmentSource
 
     chosen = list(zip(examples, predictions, scores, strict=True))[: limit if limit is not None else None]
-    logged: list[tuple[str, Example, dict[str, Any]]] = []
+    logged: list[tuple[str, dict[str, Any]]] = []
     with tracking_uri(uri):
         client = mlflow.MlflowClient(tracking_uri=uri)
         for example, prediction, row in chosen:
@@ -298,14 +305,11 @@ def log_traces(
                 },
                 end_time_ns=builder.clock,
             )
-            logged.append((root.trace_id, example, metrics))
+            logged.append((root.trace_id, metrics))
         mlflow.flush_trace_async_logging()  # assessments attach to traces already in the store
         source = AssessmentSource(source_type="CODE", source_id=SOURCE_ID)
-        for trace_id, example, metrics in logged:
-            mlflow.log_expectation(
-                trace_id=trace_id, name="expected_response", value=list(example.answers), source=source
-            )
+        for trace_id, metrics in logged:
             for name, value in metrics.items():
                 if name in FEEDBACK and value is not None:
                     mlflow.log_feedback(trace_id=trace_id, name=name, value=value, source=source)
-    return [trace_id for trace_id, _, _ in logged]
+    return [trace_id for trace_id, _ in logged]
