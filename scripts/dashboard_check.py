@@ -163,7 +163,7 @@ def check(experiment_file: str, out: Path, *, port: int | None = None, budget_ms
         env=env,
     )
     try:
-        wait_for(base, server, timeout=90)
+        wait_for(base, server, timeout=300)  # minutes on a loaded 2-core machine
         pages = pages_for(experiment_file, base)
         for page in pages:
             page.screenshot = out / f"mlflow-{page.name}.png"
