@@ -36,6 +36,7 @@ ACCURACY = (
     "needle_recall",
     "abstention_accuracy",
     "abstention_rate",
+    "refusal_approx",
 )
 COST = (
     "effective_context_tokens",
