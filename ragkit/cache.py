@@ -146,12 +146,19 @@ class Cache:
             self._db.close()
 
 
-_DEFAULT: dict[str, Cache] = {}
+def default_cache_root() -> Path:
+    """Where a cache lives when nothing names one: ``$RAGKIT_CACHE_DIR`` or ``.ragkit/cache``."""
+    return Path(os.environ.get("RAGKIT_CACHE_DIR", DEFAULT_CACHE_DIR))
+
+
+_OPEN: dict[str, Cache] = {}
 
 
 def get_cache(root: str | os.PathLike[str] | None = None) -> Cache:
-    """The process-wide cache for ``root`` (default: ``$RAGKIT_CACHE_DIR`` or ``.ragkit/cache``)."""
-    path = str(Path(root or os.environ.get("RAGKIT_CACHE_DIR", DEFAULT_CACHE_DIR)).resolve())
-    if path not in _DEFAULT:
-        _DEFAULT[path] = Cache(path)
-    return _DEFAULT[path]
+    """The open cache rooted at ``root`` (default: :func:`default_cache_root`), one per folder and
+    process: SQLite connections are opened once, not once per stage or unit. Components never call
+    this; they use the cache they were handed (:func:`ragkit.component.bind_cache`)."""
+    path = str(Path(root or default_cache_root()).resolve())
+    if path not in _OPEN:
+        _OPEN[path] = Cache(path)
+    return _OPEN[path]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import pkgutil
 import subprocess
 import sys
@@ -15,16 +13,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only; never a hub download at run time
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "Loading weights" bars would bury ours
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # GGUF de-quantising and encode bars (raw tqdm) under ours
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from ragkit.process import configure_process
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="RAG vs long context under compute budgets."
 )
+
+
+@app.callback()
+def _set_up() -> None:
+    """RAG vs long context under compute budgets."""
+    configure_process()  # before any command imports transformers, tqdm or mlflow
+
+
 console = Console(width=None if sys.stdout.isatty() else 160)  # piped output: don't wrap at 80
 
 FileArg = Annotated[Path, typer.Argument(help="experiment YAML", exists=False)]
@@ -58,17 +59,27 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _load(file: Path, overrides: list[str] | None):
+def _load(file: Path, overrides: list[str] | None, executor: str | None = None):
     from ragkit.config import ConfigError, load_experiment
 
     try:
-        return load_experiment(file, overrides or [])
+        return load_experiment(file, overrides or [], executor=executor)
     except ConfigError as exc:
         _fail(exc)
 
 
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="where units run: local (this process) or ray (a Ray cluster: the YAML's ray settings, else"
+        " RAY_ADDRESS, else a new local one); a YAML mapping such as '{type: ray, address: auto}' too",
+    ),
+]
+
+
 @app.command()
-def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
+def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None, executor: ExecutorOpt = None) -> None:
     """Run (or resume) every configuration of an experiment and log it to MLflow."""
     from ragkit.config import ConfigError
     from ragkit.progress import progress_display
@@ -76,10 +87,10 @@ def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
     from ragkit.runner import run_experiment
     from ragkit.tracking import TrackingError, resolve_tracking_uri
 
-    experiment = _load(file, set_)
+    experiment = _load(file, set_, executor)
     console.print(
-        f"[bold]{experiment.name}[/]: {len(experiment.configurations)} configurations, "
-        f"tracking at {resolve_tracking_uri(experiment.spec.tracking_uri)}"
+        f"[bold]{experiment.name}[/]: {len(experiment.configurations)} configurations on"
+        f" {experiment.executor['type']}, tracking at {resolve_tracking_uri(experiment.spec.tracking_uri)}"
     )
     with progress_display(console) as hook:
         try:
@@ -280,12 +291,6 @@ def _register_plugins() -> None:
             module.register(app)
 
 
-logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-# mlflow sets its own logger to INFO when it is imported (after this), which printed "Creating initial
-# MLflow database tables..." on every first run; its environment variable is read at that import.
-os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-for noisy in ("bm25s", "sentence_transformers", "transformers", "faiss", "httpx", "alembic", "mlflow"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
 _register_plugins()
 
 if __name__ == "__main__":

@@ -319,6 +319,9 @@ class ExperimentFile(pydantic.BaseModel):
     batch_size: int = pydantic.Field(16, ge=1)
     limit: int | None = pydantic.Field(None, ge=1)
     seed: int = 0
+    # Where units run: ``local`` (this process) or ``{type: ray, address: ...}``. Not part of any
+    # configuration's identity: the same YAML gives the same results on every executor.
+    executor: Any = "local"
 
 
 @dataclass
@@ -340,6 +343,7 @@ class Experiment:
     spec: ExperimentFile
     raw: dict[str, Any]
     configurations: list[Configuration] = field(default_factory=list)
+    executor: dict[str, Any] = field(default_factory=lambda: {"type": "local"})  # resolved
 
     @property
     def name(self) -> str:
@@ -421,13 +425,19 @@ def _short(path: str) -> str:
 def load_experiment(
     source: str | os.PathLike[str] | dict[str, Any],
     overrides: list[str] | None = None,
+    *,
+    executor: str | None = None,
 ) -> Experiment:
-    """Read, validate and expand an experiment (a YAML path or an already-parsed dict)."""
+    """Read, validate and expand an experiment (a YAML path or an already-parsed dict).
+    ``executor`` (the command line's ``--executor``): an executor name, or a YAML mapping; a bare
+    name that is the type the file already configures keeps the file's settings for it."""
     file = None if isinstance(source, dict) else Path(source)
     raw = source if isinstance(source, dict) else read_yaml(source)
     if not isinstance(raw, dict):
         raise ConfigError(file, "", "an experiment file must be a mapping")
     raw = apply_overrides(raw, overrides or [], file)
+    if executor is not None:
+        raw = {**raw, "executor": _executor_override(raw.get("executor"), executor)}
     try:
         spec = ExperimentFile.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -497,7 +507,16 @@ def load_experiment(
         if c.hash in seen:
             raise ConfigError(file, "arms", f"configuration {c.name!r} appears twice (same resolved config)")
         seen[c.hash] = 1
-    return Experiment(file=file, spec=spec, raw=raw, configurations=configurations)
+    executors = expand_component("executor", spec.executor, file, "executor")
+    if len(executors) != 1:
+        raise ConfigError(file, "executor", "the executor cannot be swept: name one")
+    return Experiment(file=file, spec=spec, raw=raw, configurations=configurations, executor=executors[0])
+
+
+def _executor_override(configured: Any, given: str) -> Any:
+    value = yaml.safe_load(given)
+    same_type = isinstance(value, str) and value in (configured.get("type"), configured.get("use"))
+    return configured if isinstance(configured, dict) and same_type else value
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

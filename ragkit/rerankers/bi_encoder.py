@@ -48,6 +48,6 @@ class BiEncoderReranker(Reranker):
     def rerank(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
         self._load()
         identity = {**self.spec(), "weights": self.identity_}
-        out, self.last_use_ = cached_rerank(identity, queries, candidates, self._score)
+        out, self.last_use_ = cached_rerank(self.stage_cache(), identity, queries, candidates, self._score)
         self.aux_tokens_ += sum(u.tokens for u in self.last_use_)
         return out
