@@ -515,8 +515,9 @@ def load_experiment(
 
 def _executor_override(configured: Any, given: str) -> Any:
     value = yaml.safe_load(given)
-    same_type = isinstance(value, str) and value in (configured.get("type"), configured.get("use"))
-    return configured if isinstance(configured, dict) and same_type else value
+    if isinstance(configured, dict) and isinstance(value, str):
+        return configured if value in (configured.get("type"), configured.get("use")) else value
+    return value
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -79,6 +79,21 @@ def append_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
         os.fsync(handle.fileno())
 
 
+def comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """A prediction record (a line of predictions.jsonl) without what differs between two runs of
+    the same configuration: measured seconds, and whether an answer came from the cache (which
+    depends on what ran before, or beside it on a cluster). Two executors must agree on the rest."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "cached" and not k.endswith("seconds")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(record)
+
+
 def parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns mixing Python types (a dataset's meta field that is 3 in one record and "1,2" in
     another, as LaRA's ``context_order``) cannot be written by Arrow: they become strings."""

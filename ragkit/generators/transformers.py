@@ -87,6 +87,11 @@ class TransformersGenerator(HFPromptGenerator):
         self.stop = stop
         self.model_ = None
 
+    def gpus(self, available: bool) -> int:
+        if self.device == "auto":
+            return 1 if available else 0
+        return 1 if self.device.startswith("cuda") else 0
+
     def resolved_device(self) -> str:
         if self.device != "auto":
             return self.device

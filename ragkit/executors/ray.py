@@ -1,0 +1,219 @@
+"""The Ray executor: a sweep's units over a Ray cluster, with the results of a local run.
+
+Why actors in a :class:`ray.util.ActorPool` (not tasks, not Ray Data): a unit needs its
+generator's weights, which take seconds to minutes to load; an actor holds one generator for its
+whole life, so weights load once per worker, not once per unit (tasks would reload them, or need
+a hand-made model cache per process). ActorPool hands the next unit to whichever actor is free,
+which is all the scheduling a sweep needs (units are independent once their retrieval is done);
+Ray Data's batch pipelines answer a different question (streaming rows through stateless or
+per-row models) and would hide the unit boundaries that recording and resuming are built on.
+Retrieval a sweep shares runs first, as its own units; a generation unit takes the retrieval
+units it reads as arguments (ObjectRefs), so Ray itself holds it back until they are done.
+
+What runs where: the driver (``ragkit run``) loads the datasets, plans, records every prediction,
+score and MLflow run, and stores every cache entry; the actors only run units. One pool of actors
+per generator, one generator after another (an actor reserves the generator's GPUs while it
+lives). Resources per actor: the generator's GPUs (``Generator.gpus``: CUDA transformers, vLLM)
+and one CPU, or ``num_cpus`` / ``num_gpus`` from the YAML.
+
+Caches on a cluster: SQLite is unsafe on network file systems, so no SQLite file is shared over
+one. An actor on the driver's own node uses the experiment's ``cache_dir`` (a local disk; SQLite
+handles several processes there). An actor on any other node caches on its own disk
+(``worker_cache_dir``, default ``<tmp>/ragkit-cache``: de-quantised weights, embeddings) and sends
+every new entry back with its unit's results; the driver stores them in ``cache_dir``. So a user
+needs no shared folder: models and data packages installed on every node, that is all.
+
+Faults: an actor that dies (node lost, OOM-killed) is restarted and its unit retried up to
+``max_retries`` times by Ray; the recorder keeps one prediction per question, so a retry never
+duplicates one. Ctrl-C kills the actors; what was recorded stays, and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from ragkit.executors.base import Executor
+from ragkit.registry import register
+from ragkit.types import stable_hash
+from ragkit.units import Unit, UnitResult
+
+
+class UnitActor:
+    """A Ray actor: one process with a :class:`~ragkit.worker.Worker` (components built once)."""
+
+    def __init__(
+        self, datasets: dict[str, Any], cache_root: str, driver: tuple[str, str], options: dict
+    ) -> None:
+        import ray
+
+        from ragkit.cache import JournalingCache, get_cache
+        from ragkit.process import configure_process
+        from ragkit.worker import Worker
+
+        configure_process()
+        if os.path.isdir(options["cwd"]):  # relative paths in the settings mean what they meant
+            os.chdir(options["cwd"])  # to the driver (a model folder next to the experiment)
+        self.node = ray.get_runtime_context().get_node_id()
+        self.on_driver_node = (self.node, platform.node()) == driver
+        if self.on_driver_node:
+            cache = get_cache(cache_root)
+        else:
+            cache = JournalingCache(
+                options["worker_cache_dir"] or os.path.join(tempfile.gettempdir(), "ragkit-cache")
+            )
+        self.worker = Worker({key: ray.get(ref) for key, ref in datasets.items()}, cache)
+        self.seeded: set[str] = set()
+
+    def run(self, unit: Unit, *seeds: UnitResult) -> UnitResult:
+        for seed in seeds:  # the retrieval this unit reads, computed by another actor
+            if seed.journal is not None and seed.key not in self.seeded:
+                seed.journal.store(self.worker.cache)
+                self.seeded.add(seed.key)
+        result = self.worker.run(unit)
+        result.node = self.node
+        if not self.on_driver_node:
+            result.journal = self.worker.cache.take_journal()
+        return result
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@register("executor", "ray")
+class RayExecutor(Executor):
+    """``address``: a running cluster (``auto``: the one ``ray start`` runs on this machine;
+    ``ray://host:10001``: Ray Client); none: ``$RAY_ADDRESS``, else a new local cluster.
+    ``workers``: actors per generator (default: as many as the cluster's resources hold).
+    ``num_cpus`` / ``num_gpus``: per actor (default: 1 CPU and the generator's GPUs)."""
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        max_retries: int = 3,
+        worker_cache_dir: str | None = None,
+        runtime_env: dict[str, Any] | None = None,
+    ) -> None:
+        self.address = address
+        self.workers = workers
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.max_retries = max_retries
+        self.worker_cache_dir = worker_cache_dir
+        self.runtime_env = runtime_env
+
+    # -- cluster -------------------------------------------------------------------------------
+    def _connect(self) -> bool:
+        """Connect (or start a local cluster); True when this call started Ray here."""
+        import ray
+
+        if ray.is_initialized():
+            return False
+        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        extra = {} if address else {"include_dashboard": False}  # a new local cluster
+        ray.init(address=address, runtime_env=self.runtime_env, **extra)
+        return True
+
+    def _driver(self) -> tuple[str, str]:
+        import ray
+
+        if (self.address or os.environ.get("RAY_ADDRESS") or "").startswith("ray://"):
+            return ("", platform.node())  # Ray Client: the driver is on no node of the cluster
+        return (ray.get_runtime_context().get_node_id(), platform.node())
+
+    def resources(self, generator: Any, cluster: dict[str, float]) -> dict[str, float]:
+        """Per actor: the generator's GPUs and one CPU, unless the YAML says otherwise."""
+        gpus_there = cluster.get("GPU", 0.0)
+        gpus = float(self.num_gpus if self.num_gpus is not None else generator.gpus(gpus_there > 0))
+        cpus = float(self.num_cpus if self.num_cpus is not None else 1)
+        if gpus > gpus_there or cpus > cluster.get("CPU", 0.0):
+            raise RuntimeError(
+                f"ray executor: each worker needs {cpus:g} CPU and {gpus:g} GPU but the cluster has"
+                f" {cluster.get('CPU', 0.0):g} CPU and {gpus_there:g} GPU (set num_cpus / num_gpus)"
+            )
+        return {"num_cpus": cpus, "num_gpus": gpus}
+
+    def _pool_size(self, resources: dict[str, float], cluster: dict[str, float], units: int) -> int:
+        if self.workers:
+            return max(1, min(self.workers, units))
+        fits = [
+            cluster.get(name, 0.0) // need
+            for name, need in (("CPU", resources["num_cpus"]), ("GPU", resources["num_gpus"]))
+            if need
+        ]
+        return max(1, min(int(min(fits)) if fits else units, units))
+
+    # -- running -------------------------------------------------------------------------------
+    def execute(self, units: Sequence[Unit], prepared: Any, recorder: Any) -> None:
+        import ray
+        from ray.util import ActorPool
+
+        from ragkit.process import process_environment
+
+        if not units:
+            return
+        started_here = self._connect()
+        actors: list[Any] = []
+        try:
+            cluster = ray.cluster_resources()
+            datasets = {key: ray.put(prepared.datasets[key]) for key in {u.dataset for u in units}}
+            options = {"cwd": os.getcwd(), "worker_cache_dir": self.worker_cache_dir}
+            driver = self._driver()
+            refs: dict[str, Any] = {}
+
+            def submit(actor: Any, unit: Unit) -> Any:
+                # ActorPool calls this in submission order, so the retrieval units a unit reads
+                # were submitted before it and their refs exist.
+                ref = actor.run.remote(unit, *[refs[key] for key in unit.after if key in refs])
+                refs[unit.key] = ref
+                return ref
+
+            for generator_key, group in _by_generator(units).items():
+                generator = prepared.generators[generator_key]
+                resources = self.resources(generator, cluster)
+                actor_class = ray.remote(UnitActor).options(
+                    **resources,
+                    max_restarts=self.max_retries,
+                    max_task_retries=self.max_retries,
+                    runtime_env={"env_vars": process_environment()},
+                )
+                size = self._pool_size(resources, cluster, len(group))
+                actors = [
+                    actor_class.remote(datasets, prepared.cache.root.as_posix(), driver, options)
+                    for _ in range(size)
+                ]
+                pool = ActorPool(actors)
+                for unit in group:
+                    pool.submit(submit, unit)
+                while pool.has_next():
+                    recorder.record(pool.get_next_unordered())
+                _kill(actors)
+                actors = []
+        finally:
+            _kill(actors)  # Ctrl-C or a failed unit: stop the cluster's work on this run
+            if started_here:
+                ray.shutdown()
+
+
+def _by_generator(units: Sequence[Unit]) -> dict[str, list[Unit]]:
+    """Units grouped by generator, in plan order; retrieval units go with the first group."""
+    groups: dict[str, list[Unit]] = defaultdict(list)
+    first = stable_hash(units[0].generator)
+    for unit in units:
+        groups[first if unit.kind == "retrieve" else stable_hash(unit.generator)].append(unit)
+    return dict(groups)
+
+
+def _kill(actors: list[Any]) -> None:
+    import ray
+
+    for actor in actors:
+        ray.kill(actor, no_restart=True)
