@@ -40,8 +40,8 @@ from ragkit.recording import (  # noqa: F401  (the runner's public names before 
 )
 from ragkit.tracking import Tracker, check_reachable, resolve_tracking_uri
 from ragkit.types import stable_hash
-from ragkit.units import checkpoint_every, plan_units  # noqa: F401
-from ragkit.worker import Worker, retrieval_depths
+from ragkit.units import checkpoint_every, plan_units, retrieval_depths  # noqa: F401
+from ragkit.worker import Worker
 
 
 @dataclass
@@ -137,14 +137,16 @@ def run_experiment(
     progress: ProgressHook | None = None,
     only: Sequence[int] | None = None,
     executor: Any = None,
+    prepared: Prepared | None = None,
 ) -> list[ConfigResult]:
     """Run (or resume) every configuration and log them to MLflow. Returns results in order.
-    ``executor``: an executor instance (default: the one the experiment names, ``local``)."""
+    ``executor``: an executor instance (default: the one the experiment names, ``local``);
+    ``prepared``: the experiment already prepared (benchmarks that instrument its components)."""
     uri = resolve_tracking_uri(experiment.spec.tracking_uri)
     check_reachable(uri)  # fail fast, before any data or model loads
     if executor is None:
         executor = build_component("executor", experiment.executor)
-    prepared = prepare(experiment, limit=limit)
+    prepared = prepared or prepare(experiment, limit=limit)
     tracker = Tracker(uri, experiment.name, experiment.hash)
     output_dir = Path(experiment.spec.output_dir) / experiment.name
     started = time.perf_counter()

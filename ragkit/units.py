@@ -16,10 +16,11 @@ process or machine, where a :class:`ragkit.worker.Worker` builds the components 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ragkit.retrievers.base import Retriever
 from ragkit.types import Prediction, stable_hash
 
 
@@ -51,6 +52,8 @@ class UnitResult:
     key: str
     predictions: list[Prediction] = field(default_factory=list)  # empty for retrieval units
     node: str = ""  # where it ran (tests and progress over a cluster)
+    process: int = 0  # the worker's process id
+    started: float = 0.0  # when the worker began it (epoch seconds)
     seconds: float = 0.0  # wall time inside the worker
     # New cache entries for the driver to store, from workers that do not write the driver's
     # cache themselves (see ragkit.executors.ray); None when the worker wrote them directly.
@@ -65,6 +68,32 @@ def checkpoint_every(batch_size: int, generator: Any) -> int:
     own = getattr(generator, "batch_size", None)
     size = max(1, batch_size)
     return min(size, own) if isinstance(own, int) and own >= 1 else size
+
+
+def retriever_attributes(strategy: Any) -> list[tuple[str, Retriever]]:
+    return [
+        (name, value)
+        for name, value in vars(strategy).items()
+        if isinstance(value, Retriever) and not name.endswith("_")
+    ]
+
+
+def strategy_retrievers(strategy: Any) -> list[Retriever]:
+    """The retrievers a strategy holds (its public attributes that are retrievers)."""
+    return [value for _, value in retriever_attributes(strategy)]
+
+
+def retrieval_depths(strategies: Iterable[Any]) -> dict[str, int]:
+    """Retriever spec hash -> the deepest k any strategy asks of it."""
+    depth: dict[str, int] = {}
+    for strategy in strategies:
+        wanted = (
+            strategy.retrieval_depth() if hasattr(strategy, "retrieval_depth") else getattr(strategy, "k", 0)
+        )
+        for retriever in strategy_retrievers(strategy):
+            key = stable_hash(retriever.spec())
+            depth[key] = max(depth.get(key, 0), int(wanted or 0))
+    return depth
 
 
 def _chunks(ids: Sequence[str], size: int) -> list[tuple[str, ...]]:
@@ -83,8 +112,6 @@ def plan_units(
 ) -> list[Unit]:
     """The units answering ``todo`` (configuration index -> unanswered question ids, in dataset
     order): retrieval units first, then each configuration's batches in order."""
-    from ragkit.worker import strategy_retrievers
-
     retrievals: dict[str, dict[str, Any]] = {}
     generation: list[Unit] = []
     for index in sorted(todo):

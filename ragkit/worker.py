@@ -13,46 +13,20 @@ costs one retrieval per question.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ragkit.cache import Cache
 from ragkit.cached import CachedGenerator, CachedRetriever
 from ragkit.component import bind_cache
 from ragkit.config import build_component
-from ragkit.retrievers.base import Retriever
 from ragkit.types import stable_hash
-from ragkit.units import Unit, UnitResult
+from ragkit.units import Unit, UnitResult, retriever_attributes, strategy_retrievers
 
 Progress = Callable[[int], None]  # questions of the running unit answered so far
-
-
-def _retriever_attributes(strategy: Any) -> list[tuple[str, Retriever]]:
-    return [
-        (name, value)
-        for name, value in vars(strategy).items()
-        if isinstance(value, Retriever) and not name.endswith("_")
-    ]
-
-
-def strategy_retrievers(strategy: Any) -> list[Retriever]:
-    """The retrievers a strategy holds (its public attributes that are retrievers)."""
-    return [value for _, value in _retriever_attributes(strategy)]
-
-
-def retrieval_depths(strategies: Iterable[Any]) -> dict[str, int]:
-    """Retriever spec hash -> the deepest k any strategy asks of it."""
-    depth: dict[str, int] = {}
-    for strategy in strategies:
-        wanted = (
-            strategy.retrieval_depth() if hasattr(strategy, "retrieval_depth") else getattr(strategy, "k", 0)
-        )
-        for retriever in strategy_retrievers(strategy):
-            key = stable_hash(retriever.spec())
-            depth[key] = max(depth.get(key, 0), int(wanted or 0))
-    return depth
 
 
 def _corpus_builder(strategy: Any) -> Any:
@@ -86,7 +60,7 @@ class Worker:
     def adopt(self, config_hash: str, strategy: Any, depths: Mapping[str, int]) -> Any:
         """Take a built strategy for a configuration: its retrievers are wrapped in the shared
         retrieval cache and every component gets this worker's cache."""
-        for name, value in _retriever_attributes(strategy):
+        for name, value in retriever_attributes(strategy):
             if not isinstance(value, CachedRetriever):
                 wrapped = CachedRetriever(value, self.cache, depths.get(stable_hash(value.spec()), 0))
                 setattr(strategy, name, wrapped)
@@ -102,7 +76,7 @@ class Worker:
 
     # -- running -------------------------------------------------------------------------------
     def run(self, unit: Unit, progress: Progress | None = None) -> UnitResult:
-        started = time.perf_counter()
+        began, started = time.time(), time.perf_counter()
         dataset = self.datasets[unit.dataset]
         by_id = {e.id: e for e in dataset.examples}
         strategy = self.strategy(unit)
@@ -118,7 +92,10 @@ class Worker:
                 )
             if progress is not None:
                 progress(len(predictions))
-        return UnitResult(unit.key, predictions, node=platform.node(), seconds=time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return UnitResult(
+            unit.key, predictions, node=platform.node(), process=os.getpid(), started=began, seconds=seconds
+        )
 
     def _retrieve(self, unit: Unit, strategy: Any, batches: list[list[Any]], dataset: Any) -> None:
         """Retrieve every question at the shared depth, batch by batch as the strategy would, so

@@ -61,3 +61,17 @@ def experiment_dict(qa_jsonl, tmp_path):
         "batch_size": 2,
         "tracking": {"traces": "off"},  # traces cost store writes; tests/test_dashboard.py covers them
     }
+
+
+def assert_same_results(reference, results):
+    """Two runs of the same configurations agree on everything but measured seconds and cache
+    provenance: configuration hashes, every prediction line (in order), summaries."""
+    from ragkit.recording import comparable
+
+    assert [r.configuration.hash for r in results] == [r.configuration.hash for r in reference]
+    for a, b in zip(reference, results, strict=True):
+        lines = [(r.run_dir / "predictions.jsonl").read_text().splitlines() for r in (a, b)]
+        assert [comparable(json.loads(x)) for x in lines[1]] == [comparable(json.loads(x)) for x in lines[0]]
+        assert {k: v for k, v in b.summary.items() if "seconds" not in k} == {
+            k: v for k, v in a.summary.items() if "seconds" not in k
+        }

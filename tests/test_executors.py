@@ -14,9 +14,10 @@ from ragkit import registry
 from ragkit.cache import Cache, JournalingCache
 from ragkit.config import ConfigError, load_experiment
 from ragkit.executors.base import Executor
-from ragkit.recording import Recorder, comparable, read_predictions
+from ragkit.recording import Recorder, read_predictions
 from ragkit.runner import plan, prepare, run_experiment
 from ragkit.units import UnitResult
+from tests.conftest import assert_same_results
 
 
 def test_executors_are_a_registry_kind():
@@ -124,12 +125,7 @@ def test_a_custom_executor_is_one_class(experiment_dict):
     experiment_dict["output_dir"] += "-reversed"
     experiment_dict["cache_dir"] += "-reversed"
     results = run_experiment(load_experiment(experiment_dict), executor=Reversed())
-    for a, b in zip(reference, results, strict=True):
-        lines = [(r.run_dir / "predictions.jsonl").read_text().splitlines() for r in (a, b)]
-        assert [comparable(json.loads(x)) for x in lines[0]] == [comparable(json.loads(x)) for x in lines[1]]
-        assert {k: v for k, v in a.summary.items() if "seconds" not in k} == {
-            k: v for k, v in b.summary.items() if "seconds" not in k
-        }
+    assert_same_results(reference, results)
 
 
 def test_journaling_cache_sends_back_what_it_wrote(tmp_path):

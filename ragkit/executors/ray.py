@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -109,6 +110,9 @@ class RayExecutor(Executor):
         self.max_retries = max_retries
         self.worker_cache_dir = worker_cache_dir
         self.runtime_env = runtime_env
+        # per unit of the last run: key, node, submitted/received (driver clock), started/seconds
+        # (worker clock): what the executor benchmark reads Ray's overhead from
+        self.units_: list[dict[str, Any]] = []
 
     # -- cluster -------------------------------------------------------------------------------
     def _connect(self) -> bool:
@@ -168,13 +172,15 @@ class RayExecutor(Executor):
             options = {"cwd": os.getcwd(), "worker_cache_dir": self.worker_cache_dir}
             driver = self._driver()
             refs: dict[str, Any] = {}
+            submitted: dict[str, float] = {}
+            self.units_ = []
 
             def submit(actor: Any, unit: Unit) -> Any:
                 # ActorPool calls this in submission order, so the retrieval units a unit reads
                 # were submitted before it and their refs exist.
-                ref = actor.run.remote(unit, *[refs[key] for key in unit.after if key in refs])
-                refs[unit.key] = ref
-                return ref
+                submitted[unit.key] = time.time()
+                refs[unit.key] = actor.run.remote(unit, *[refs[key] for key in unit.after if key in refs])
+                return refs[unit.key]
 
             for generator_key, group in _by_generator(units).items():
                 generator = prepared.generators[generator_key]
@@ -194,7 +200,20 @@ class RayExecutor(Executor):
                 for unit in group:
                     pool.submit(submit, unit)
                 while pool.has_next():
-                    recorder.record(pool.get_next_unordered())
+                    result = pool.get_next_unordered()
+                    received = time.time()
+                    recorder.record(result)
+                    self.units_.append(
+                        {
+                            "key": result.key,
+                            "node": result.node,
+                            "worker": f"{result.node}:{result.process}",
+                            "submitted": submitted[result.key],
+                            "started": result.started,
+                            "seconds": result.seconds,
+                            "received": received,
+                        }
+                    )
                 _kill(actors)
                 actors = []
         finally:
