@@ -52,7 +52,7 @@ class UnitActor:
     ) -> None:
         import ray
 
-        from ragkit.cache import JournalingCache, get_cache
+        from ragkit.cache import JournalingCache
         from ragkit.process import configure_process
         from ragkit.worker import Worker
 
@@ -61,12 +61,8 @@ class UnitActor:
             os.chdir(options["cwd"])  # to the driver (a model folder next to the experiment)
         self.node = ray.get_runtime_context().get_node_id()
         self.on_driver_node = (self.node, platform.node()) == driver
-        if self.on_driver_node:
-            cache = get_cache(cache_root)
-        else:
-            cache = JournalingCache(
-                options["worker_cache_dir"] or os.path.join(tempfile.gettempdir(), "ragkit-cache")
-            )
+        default = os.path.join(tempfile.gettempdir(), "ragkit-cache")
+        cache = JournalingCache(cache_root if self.on_driver_node else options["worker_cache_dir"] or default)
         self.worker = Worker({key: ray.get(ref) for key, ref in datasets.items()}, cache)
         self.seeded: set[str] = set()
 
@@ -77,8 +73,11 @@ class UnitActor:
                 self.seeded.add(seed.key)
         result = self.worker.run(unit)
         result.node = self.node
-        if not self.on_driver_node:
-            result.journal = self.worker.cache.take_journal()
+        journal = self.worker.cache.take_journal()
+        # The driver already has what an actor on its node wrote, but a retrieval unit's entries
+        # also seed the generation units that read it, wherever they run: always send those.
+        if not self.on_driver_node or unit.kind == "retrieve":
+            result.journal = journal
         return result
 
     def pid(self) -> int:
