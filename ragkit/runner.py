@@ -146,6 +146,7 @@ def run_experiment(
     check_reachable(uri)  # fail fast, before any data or model loads
     if executor is None:
         executor = build_component("executor", experiment.executor)
+    executor.check(experiment.file)
     prepared = prepared or prepare(experiment, limit=limit)
     tracker = Tracker(uri, experiment.name, experiment.hash)
     output_dir = Path(experiment.spec.output_dir) / experiment.name

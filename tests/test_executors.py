@@ -176,3 +176,10 @@ def test_predictions_survive_in_plan_order_after_a_kill_between_units(experiment
     results = run_experiment(load_experiment(experiment_dict))
     first = read_predictions(results[0].run_dir / "predictions.jsonl")
     assert list(first) == ["q1", "q2", "q3", "q4", "q5", "q6"] and results[0].generated == 4
+
+
+def test_the_ray_executor_without_ray_fails_before_anything_runs(experiment_dict, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ConfigError, match=r"executor: the ray executor needs Ray: pip install"):
+        run_experiment(load_experiment(experiment_dict, executor="ray"))
+    assert not Path(experiment_dict["output_dir"]).exists()

@@ -230,3 +230,27 @@ def test_ctrl_c_stops_the_cluster_work_and_the_run_resumes(cluster, experiment_d
     assert sum(r.generated for r in results) == 18 - kept  # only what was not on disk
     reference = run_experiment(load_experiment(experiment_dict))
     assert_same_results(reference, results)
+
+
+def test_worker_resources_follow_the_generator_unless_set():
+    from ragkit.config import ConfigError
+    from ragkit.registry import build
+
+    auto = build("generator", "transformers", {"model": "smollm2"})
+    cuda = build("generator", "transformers", {"model": "smollm2", "device": "cuda"})
+    scripted = build("generator", "scripted")
+    cpu_only, with_gpus = {"CPU": 8.0}, {"CPU": 8.0, "GPU": 2.0}
+    executor = RayExecutor()
+    assert executor.resources(auto, cpu_only) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert executor.resources(auto, with_gpus) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert executor.resources(scripted, with_gpus)["num_gpus"] == 0.0
+    with pytest.raises(
+        ConfigError, match="each worker needs 1 CPU and 1 GPU but the cluster has 8 CPU and 0 GPU"
+    ):
+        executor.resources(cuda, cpu_only)
+    assert RayExecutor(num_cpus=2, num_gpus=0).resources(cuda, cpu_only) == {"num_cpus": 2.0, "num_gpus": 0.0}
+    # as many workers as the cluster holds, never more than there are units
+    assert executor._pool_size({"num_cpus": 1.0, "num_gpus": 1.0}, with_gpus, units=10) == 2
+    assert executor._pool_size({"num_cpus": 3.0, "num_gpus": 0.0}, cpu_only, units=10) == 2
+    assert executor._pool_size({"num_cpus": 1.0, "num_gpus": 0.0}, cpu_only, units=3) == 3
+    assert RayExecutor(workers=5)._pool_size({"num_cpus": 1.0, "num_gpus": 0.0}, cpu_only, units=3) == 3

@@ -19,6 +19,10 @@ from ragkit.units import Unit
 
 
 class Executor(Component, ABC):
+    def check(self, file: Any) -> None:
+        """Fail with a ConfigError naming ``file`` before any data or model loads (a missing
+        package, say); the default checks nothing."""
+
     @abstractmethod
     def execute(self, units: Sequence[Unit], prepared: Any, recorder: Any) -> None:
         """Run ``units`` (from ``ragkit.runner.plan``) for ``prepared`` (the driver's loaded

@@ -38,6 +38,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from ragkit.config import ConfigError
 from ragkit.executors.base import Executor
 from ragkit.registry import register
 from ragkit.types import stable_hash
@@ -113,8 +114,16 @@ class RayExecutor(Executor):
         # (worker clock): what the executor benchmark reads Ray's overhead from
         self.units_: list[dict[str, Any]] = []
 
+    def check(self, file: Any) -> None:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                file, "executor", "the ray executor needs Ray: pip install 'ragkit[ray]'"
+            ) from None
+
     # -- cluster -------------------------------------------------------------------------------
-    def _connect(self) -> bool:
+    def _connect(self, file: Any) -> bool:
         """Connect (or start a local cluster); True when this call started Ray here."""
         import ray
 
@@ -122,7 +131,11 @@ class RayExecutor(Executor):
             return False
         address = self.address or os.environ.get("RAY_ADDRESS") or None
         extra = {} if address else {"include_dashboard": False}  # a new local cluster
-        ray.init(address=address, runtime_env=self.runtime_env, **extra)
+        try:
+            ray.init(address=address, runtime_env=self.runtime_env, **extra)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+            raise ConfigError(file, "executor.address", f"cannot connect to {where}: {exc}") from None
         return True
 
     def _driver(self) -> tuple[str, str]:
@@ -132,15 +145,17 @@ class RayExecutor(Executor):
             return ("", platform.node())  # Ray Client: the driver is on no node of the cluster
         return (ray.get_runtime_context().get_node_id(), platform.node())
 
-    def resources(self, generator: Any, cluster: dict[str, float]) -> dict[str, float]:
+    def resources(self, generator: Any, cluster: dict[str, float], file: Any = None) -> dict[str, float]:
         """Per actor: the generator's GPUs and one CPU, unless the YAML says otherwise."""
         gpus_there = cluster.get("GPU", 0.0)
         gpus = float(self.num_gpus if self.num_gpus is not None else generator.gpus(gpus_there > 0))
         cpus = float(self.num_cpus if self.num_cpus is not None else 1)
         if gpus > gpus_there or cpus > cluster.get("CPU", 0.0):
-            raise RuntimeError(
-                f"ray executor: each worker needs {cpus:g} CPU and {gpus:g} GPU but the cluster has"
-                f" {cluster.get('CPU', 0.0):g} CPU and {gpus_there:g} GPU (set num_cpus / num_gpus)"
+            raise ConfigError(
+                file,
+                "executor",
+                f"each worker needs {cpus:g} CPU and {gpus:g} GPU but the cluster has"
+                f" {cluster.get('CPU', 0.0):g} CPU and {gpus_there:g} GPU (set num_cpus / num_gpus)",
             )
         return {"num_cpus": cpus, "num_gpus": gpus}
 
@@ -163,7 +178,8 @@ class RayExecutor(Executor):
 
         if not units:
             return
-        started_here = self._connect()
+        file = prepared.experiment.file
+        started_here = self._connect(file)
         actors: list[Any] = []
         try:
             cluster = ray.cluster_resources()
@@ -183,7 +199,7 @@ class RayExecutor(Executor):
 
             for generator_key, group in _by_generator(units).items():
                 generator = prepared.generators[generator_key]
-                resources = self.resources(generator, cluster)
+                resources = self.resources(generator, cluster, file)
                 actor_class = ray.remote(UnitActor).options(
                     **resources,
                     max_restarts=self.max_retries,
