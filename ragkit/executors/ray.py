@@ -81,14 +81,11 @@ class UnitActor:
             result.journal = journal
         return result
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 @register("executor", "ray")
 class RayExecutor(Executor):
     """``address``: a running cluster (``auto``: the one ``ray start`` runs on this machine;
-    ``ray://host:10001``: Ray Client); none: ``$RAY_ADDRESS``, else a new local cluster.
+    ``ray://host:10001``: Ray Client, with ``ray[client]``); none: ``$RAY_ADDRESS``, else a new local cluster.
     ``workers``: actors per generator (default: as many as the cluster's resources hold).
     ``num_cpus`` / ``num_gpus``: per actor (default: 1 CPU and the generator's GPUs)."""
 
