@@ -41,7 +41,7 @@ def _corpus_builder(strategy: Any) -> Any:
 class Worker:
     """Builds components for units and runs them; one per process (or per Ray actor)."""
 
-    def __init__(self, datasets: Mapping[str, Any], cache: Cache) -> None:
+    def __init__(self, datasets: dict[str, Any], cache: Cache) -> None:
         self.datasets = datasets  # dataset key -> LoadedDataset (the driver's, already limited)
         self.cache = cache
         self.strategies: dict[str, Any] = {}  # configuration hash -> strategy

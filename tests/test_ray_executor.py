@@ -81,7 +81,12 @@ def cluster(tmp_path_factory):
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # a loopback-only test cluster: no token (Ray 2.60 otherwise shares one through ~/.ray,
+        # which a local cluster started elsewhere on this machine may have written or replaced)
+        "RAY_AUTH_MODE": "disabled",
     }
+    driver_auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # this process is the driver
     common = [
         "--block",
         "--num-cpus=1",
@@ -113,6 +118,10 @@ def cluster(tmp_path_factory):
             ray.shutdown()
         yield SimpleNamespace(address=address, tmp=tmp)
     finally:
+        if driver_auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = driver_auth
         # `ray start --block` runs its node's processes in the session it was started in: killing
         # that process group stops the node (SIGTERM alone lets it linger ~30 s)
         for process in processes:

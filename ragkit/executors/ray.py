@@ -48,9 +48,7 @@ from ragkit.units import Unit, UnitResult
 class UnitActor:
     """A Ray actor: one process with a :class:`~ragkit.worker.Worker` (components built once)."""
 
-    def __init__(
-        self, datasets: dict[str, Any], cache_root: str, driver: tuple[str, str], options: dict
-    ) -> None:
+    def __init__(self, cache_root: str, driver: tuple[str, str], options: dict) -> None:
         import ray
 
         from ragkit.cache import JournalingCache
@@ -64,10 +62,16 @@ class UnitActor:
         self.on_driver_node = (self.node, platform.node()) == driver
         default = os.path.join(tempfile.gettempdir(), "ragkit-cache")
         cache = JournalingCache(cache_root if self.on_driver_node else options["worker_cache_dir"] or default)
-        self.worker = Worker({key: ray.get(ref) for key, ref in datasets.items()}, cache)
+        self.worker = Worker({}, cache)  # datasets arrive with the first unit that reads them
         self.seeded: set[str] = set()
 
-    def run(self, unit: Unit, *seeds: UnitResult) -> UnitResult:
+    def run(self, unit: Unit, dataset: list[Any], *seeds: UnitResult) -> UnitResult:
+        """``dataset``: [an ObjectRef of the unit's dataset], fetched once per actor (inside a list,
+        so Ray does not fetch it for every unit); ``seeds``: the retrieval units it reads."""
+        import ray
+
+        if unit.dataset not in self.worker.datasets:
+            self.worker.datasets[unit.dataset] = ray.get(dataset[0])
         for seed in seeds:  # the retrieval this unit reads, computed by another actor
             if seed.journal is not None and seed.key not in self.seeded:
                 seed.journal.store(self.worker.cache)
@@ -184,6 +188,7 @@ class RayExecutor(Executor):
             options = {"cwd": os.getcwd(), "worker_cache_dir": self.worker_cache_dir}
             driver = self._driver()
             refs: dict[str, Any] = {}
+            planned = {u.key: u for u in units}
             submitted: dict[str, float] = {}
             self.units_ = []
 
@@ -191,7 +196,8 @@ class RayExecutor(Executor):
                 # ActorPool calls this in submission order, so the retrieval units a unit reads
                 # were submitted before it and their refs exist.
                 submitted[unit.key] = time.time()
-                refs[unit.key] = actor.run.remote(unit, *[refs[key] for key in unit.after if key in refs])
+                seeds = [refs[key] for key in unit.after if key in refs]
+                refs[unit.key] = actor.run.remote(unit, [datasets[unit.dataset]], *seeds)
                 return refs[unit.key]
 
             for generator_key, group in _by_generator(units).items():
@@ -205,10 +211,11 @@ class RayExecutor(Executor):
                 )
                 size = self._pool_size(resources, cluster, len(group))
                 actors = [
-                    actor_class.remote(datasets, prepared.cache.root.as_posix(), driver, options)
-                    for _ in range(size)
+                    actor_class.remote(prepared.cache.root.as_posix(), driver, options) for _ in range(size)
                 ]
-                pool = ActorPool(actors)
+                # Each actor is in the pool twice: it always has its next unit queued, so it never
+                # sits idle while the driver records the unit it just finished.
+                pool = ActorPool(actors * 2)
                 for unit in group:
                     pool.submit(submit, unit)
                 while pool.has_next():
@@ -220,6 +227,7 @@ class RayExecutor(Executor):
                             "key": result.key,
                             "node": result.node,
                             "worker": f"{result.node}:{result.process}",
+                            "after": list(planned[result.key].after),
                             "submitted": submitted[result.key],
                             "started": result.started,
                             "seconds": result.seconds,
