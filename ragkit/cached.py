@@ -114,6 +114,10 @@ class CachedGenerator(Generator):
     def decoding(self) -> dict[str, Any]:
         return self.inner.decoding()
 
+    @property
+    def prices(self) -> Any:  # type: ignore[override]
+        return getattr(self.inner, "prices", None)
+
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
@@ -162,4 +166,5 @@ def _to_json(g: Generation) -> dict[str, Any]:
         "decode_seconds": g.decode_seconds,
         "truncated_tokens": g.truncated_tokens,
         "meta": g.meta,
+        "prefill_tokens": g.prefill_tokens,
     }

@@ -1,7 +1,9 @@
 """``ragkit estimate``: the token side of every configuration's cost before any generation.
 
 Retrieval, reranking and pruning may run (their results are cached and reused by the real run);
-generators only load their tokenizers. Output tokens are the ``max_new_tokens`` upper bound.
+generators only load their tokenizers. Output tokens are the ``max_new_tokens`` upper bound, and so
+are dollars: priced per token, or per hour at the catalog's throughput, with every prompt token
+computed (no prefix reuse) and output tokens at their bound.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from ragkit.types import stable_hash
 
 
 def estimate_experiment(experiment: Experiment, *, limit: int | None = None) -> pd.DataFrame:
-    from ragkit.budget import call_flops
+    from ragkit.budget import call_flops, estimated_dollars, price_table
 
     prepared = prepare(experiment, limit=limit)
     rows = []
@@ -30,6 +32,10 @@ def estimate_experiment(experiment: Experiment, *, limit: int | None = None) -> 
         tokens = np.array([c.input_tokens for c in costs], dtype=float)
         info = generator.model_info()
         flops = [call_flops(info, c.input_tokens, c.output_tokens) for c in costs]
+        for c in costs:  # before reuse, every prompt token is computed (an upper bound)
+            c.prefill_tokens_computed = c.prefill_tokens_computed or c.input_tokens
+        prices = price_table(generator)
+        priced = [estimated_dollars(c, prices) for c in costs] if prices is not None else []
         rows.append(
             {
                 "configuration": configuration.name,
@@ -41,7 +47,23 @@ def estimate_experiment(experiment: Experiment, *, limit: int | None = None) -> 
                 "calls": round(float(np.mean([c.calls for c in costs])), 2),
                 "aux tokens": round(float(np.mean([c.aux_tokens for c in costs]))),
                 "GFLOPs/q": round(float(np.mean(flops)) / 1e9, 1),
+                "$/q ≤": _dollars(priced),
                 "window": generator.context_window,
             }
         )
-    return pd.DataFrame(rows).fillna("")
+    frame = pd.DataFrame(rows).fillna("")
+    if "$/q ≤" in frame and not (frame["$/q ≤"] != "").any():
+        frame = frame.drop(columns="$/q ≤")  # no generator has prices
+    return frame
+
+
+def _dollars(values: list[float | None]) -> str:
+    """Mean estimated dollars per question; "hourly: no throughput" when an hourly price has no
+    throughput to turn tokens into hours; "" when unpriced."""
+    from ragkit.report import format_dollars
+
+    if not values:
+        return ""
+    if any(v is None for v in values):
+        return "hourly: no throughput"
+    return format_dollars(float(np.mean(values)))

@@ -197,8 +197,11 @@ _COST_MEANS = {
     "input_tokens": "cost_input_tokens",
     "output_tokens": "cost_output_tokens",
     "calls": "cost_calls",
+    "prefill_tokens_computed": "cost_prefill_tokens_computed",
     "aux_tokens": "cost_aux_tokens",
     "seconds_per_question": "cost_seconds",
+    "prefill_seconds": "cost_prefill_seconds",
+    "decode_seconds": "cost_decode_seconds",
     "flops": "cost_flops",
     "dollars": "cost_dollars",
 }

@@ -231,8 +231,13 @@ def truncation_cell(row: pd.Series) -> str:
 def display_table(results: pd.DataFrame) -> pd.DataFrame:
     """The table ``ragkit run`` ends with: configuration, the headline accuracy metrics and F1 with
     95% intervals (EM for short answers), the answer-in-context proxy, how many questions were
-    truncated and the share of tokens dropped, mean effective context tokens, seconds per question."""
+    truncated and the share of tokens dropped, mean effective context tokens, prefill tokens
+    computed (after prefix reuse), seconds and dollars per question."""
     headlines = headline_metrics(results)
+    # Cost columns shown only where they say something: prefill computed when some configuration
+    # reused a shared prefix, dollars when the generator has prices.
+    reuse = _differs(results, "prefill_tokens_computed", "effective_context_tokens")
+    priced = "dollars" in results and bool((results["dollars"].fillna(0) > 0).any())
     rows = []
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
@@ -244,11 +249,13 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             out[f"{label('answer_in_context')} [95% CI]"] = format_interval(row, "answer_in_context")
         if _has(results, "truncated"):
             out["truncated"] = truncation_cell(row)
-        out |= {
-            "eff. ctx tokens": f"{row.get('effective_context_tokens', float('nan')):.0f}",
-            "s/question": f"{row.get('seconds_per_question', float('nan')):.2f}",
-            "n": int(row.get("n_questions", 0) or 0),
-        }
+        out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
+        if reuse:
+            out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"
+        out["s/question"] = f"{row.get('seconds_per_question', float('nan')):.2f}"
+        if priced:
+            out["$/question"] = format_dollars(row.get("dollars"))
+        out["n"] = int(row.get("n_questions", 0) or 0)
         rows.append(out)
     return pd.DataFrame(rows)
 
@@ -258,6 +265,21 @@ def lead_note(results: pd.DataFrame) -> str:
     metric = default_metric(results)
     why = METRICS[metric].leads_because if metric in METRICS else ""
     return f"leading metric: {label(metric)}" + (f" ({why})" if why else "")
+
+
+def format_dollars(value: Any) -> str:
+    """Dollars with three significant digits: a question costs fractions of a cent."""
+    if value is None or pd.isna(value):
+        return "-"
+    return f"{value:.3g}" if value else "0"
+
+
+def _differs(results: pd.DataFrame, column: str, than: str) -> bool:
+    """Whether ``column`` is present and differs from ``than`` anywhere (a column worth showing)."""
+    if column not in results or than not in results:
+        return False
+    a, b = results[column].astype(float), results[than].astype(float)
+    return bool(((a - b).abs() > 0.5).any())
 
 
 def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_answer") -> pd.DataFrame:

@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 from ragkit.breakdown import LENGTH_COLUMN
+from ragkit.budget import price_predictions
 from ragkit.cache import Cache, get_cache
 from ragkit.cached import CachedGenerator, CachedRetriever
 from ragkit.config import ConfigError, Configuration, Experiment, build_component, flatten
@@ -168,6 +169,19 @@ def append_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
         os.fsync(handle.fileno())
 
 
+def documents_together(examples: Sequence[Any]) -> list[Any]:
+    """``examples`` with those over the same documents next to each other (in order of first
+    appearance; results keep the dataset's order). A document's questions then reach the generator
+    together, in one call or consecutive ones, so an engine computes their shared prompt prefix
+    (system text and documents, before the question) once. Questions without their own documents
+    (a shared corpus) keep their order."""
+    groups: dict[Any, list[Any]] = {}
+    for i, example in enumerate(examples):
+        key = tuple(d.id for d in example.documents) or ("#", i)
+        groups.setdefault(key, []).append(example)
+    return [e for group in groups.values() for e in group]
+
+
 def checkpoint_every(batch_size: int, generator: Any) -> int:
     """Questions per runner batch (predictions reach disk after each): the experiment's
     ``batch_size``, but never more than the generator batches itself. A generator that takes one
@@ -261,7 +275,7 @@ def run_configuration(
     predictions_path = run_dir / "predictions.jsonl"
     done = read_predictions(predictions_path)
     examples = dataset.examples
-    todo = [e for e in examples if e.id not in done]
+    todo = documents_together([e for e in examples if e.id not in done])
     batch = checkpoint_every(experiment.spec.batch_size, generator)
     generated = 0
     if progress:
@@ -273,6 +287,7 @@ def run_configuration(
             raise RuntimeError(
                 f"{type(strategy).__name__} returned {len(predictions)} predictions for {len(chunk)}"
             )
+        price_predictions(predictions, generator)
         append_predictions(predictions_path, predictions)
         done.update({p.example_id: p for p in predictions})
         generated += len(chunk)

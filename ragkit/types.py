@@ -122,11 +122,16 @@ def split_evenly(total: int, n: int) -> list[int]:
 @dataclass
 class Cost:
     """What answering one question cost. ``input_tokens`` summed over all generator calls is the
-    *effective context length*, the budget axis of "Inference Scaling for Long-Context RAG"."""
+    *effective context length*, the budget axis of "Inference Scaling for Long-Context RAG".
+    ``prefill_tokens_computed`` is what the engine really ran through the model: fewer when a
+    prefix shared with other questions (the same documents) was computed once and reused. It is a
+    cost column beside the budget axis, never the axis itself: the paper's budget counts what the
+    model reads, and a question's reuse depends on which other questions ran with it."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0
+    prefill_tokens_computed: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     aux_tokens: int = 0  # tokens read by auxiliary models: embedder, reranker, pruner, judge
@@ -154,7 +159,10 @@ class Cost:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cost:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        # Records written before prefix reuse existed computed every input token.
+        values.setdefault("prefill_tokens_computed", values.get("input_tokens", 0))
+        return cls(**values)
 
 
 @dataclass

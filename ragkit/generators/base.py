@@ -12,7 +12,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
+
+import pydantic
+from typing_extensions import TypedDict  # pydantic validates typing's TypedDict only on 3.12+
 
 from ragkit.component import Component
 
@@ -42,6 +45,33 @@ class Generation:
     truncated_tokens: int = 0
     cached: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    # Prompt tokens the engine actually ran through the model: fewer than ``input_tokens`` when a
+    # shared prefix's KV cache was reused. None: all of them (engines that cannot tell).
+    prefill_tokens: int | None = None
+
+    @property
+    def prefill_tokens_computed(self) -> int:
+        return self.input_tokens if self.prefill_tokens is None else self.prefill_tokens
+
+
+_Dollars = Annotated[float, pydantic.Field(ge=0)]
+_Rate = Annotated[float, pydantic.Field(gt=0)]
+
+
+class Prices(TypedDict, total=False):
+    """A generator's prices (its catalog entry's ``prices:``), in dollars. API-served models use the
+    per-token prices; self-hosted engines the hourly price of the machine they run on (GPU or CPU),
+    charged on each question's measured seconds. ``prefill_tokens_per_second`` and
+    ``decode_tokens_per_second`` are the throughput that hour buys (``benchmarks/generation.py``
+    measures it): ``ragkit estimate`` needs them to price hours before anything ran."""
+
+    __pydantic_config__ = pydantic.ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    input_per_million: _Dollars
+    output_per_million: _Dollars
+    gpu_hour: _Dollars
+    prefill_tokens_per_second: _Rate
+    decode_tokens_per_second: _Rate
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,15 @@ class Generator(Component, ABC):
     ``_generate``; this class provides token counting and the window guard."""
 
     max_new_tokens: int = 32
+    prices: Prices | None = None
+    # Constructor arguments that never change a generated text (what an answer costs in dollars;
+    # whether a shared prefix's KV cache is reused, which changes only float rounding, as batch
+    # composition does): left out of spec(), so the generation cache keeps its entries when they
+    # change. They stay in the run's resolved configuration and MLflow params.
+    output_neutral: ClassVar[tuple[str, ...]] = ("prices", "prefix_reuse")
+
+    def spec(self) -> dict[str, Any]:
+        return {k: v for k, v in super().spec().items() if k not in self.output_neutral}
 
     @property
     @abstractmethod

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo
+from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo, Prices
 from ragkit.registry import register
 
 
@@ -84,6 +84,7 @@ class OpenAIGenerator(Generator):
         n_params: int = 0,
         n_layers: int = 0,
         d_model: int = 0,
+        prices: Prices | None = None,
     ) -> None:
         self.model = model
         self.base_url = base_url
@@ -98,6 +99,7 @@ class OpenAIGenerator(Generator):
         self.n_params = n_params
         self.n_layers = n_layers
         self.d_model = d_model
+        self.prices = prices
         self.tokenizer_ = None
 
     def get_params(self) -> dict[str, Any]:

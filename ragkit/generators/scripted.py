@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo
+from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo, Prices
 from ragkit.registry import register
 
 
@@ -48,12 +48,14 @@ class ScriptedGenerator(Generator):
         context_window: int = 4096,
         max_new_tokens: int = 16,
         n_params: int = 1_000_000,
+        prices: Prices | None = None,
     ) -> None:
         self.script = script
         self.default = default
         self.context_window_ = context_window
         self.max_new_tokens = max_new_tokens
         self.n_params = n_params
+        self.prices = prices
         self._tokenizer = WhitespaceTokenizer()
         self.prompts_: list[str] = []  # every prompt seen, for tests
 

@@ -17,7 +17,8 @@ from ragkit.generators._hf import (
     load_dequantised,
     save_dequantised,
 )
-from ragkit.generators.base import Generation, GenerationRequest
+from ragkit.generators._prefix import MIN_SHARED_TOKENS, common_prefix, group_by_prefix
+from ragkit.generators.base import Generation, GenerationRequest, Prices
 from ragkit.registry import register
 
 
@@ -56,6 +57,14 @@ class _StopStrings:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def _cache_argument(model: Any) -> str:
+    """The name under which this transformers version takes a KV cache (``cache`` from 5.2x on,
+    ``past_key_values`` before: vLLM's venv pins an older transformers than the main one)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @register("generator", "transformers")
 class TransformersGenerator(HFPromptGenerator):
     """Greedy decoding with ``transformers``; batched with left padding (prompts of similar length
@@ -75,6 +84,8 @@ class TransformersGenerator(HFPromptGenerator):
         context_window: int | None = None,
         prompt_style: PromptStyle = "auto",
         stop: list[str] | None = None,
+        prefix_reuse: bool = True,
+        prices: Prices | None = None,
     ) -> None:
         self.model = model
         self.gguf_file = gguf_file
@@ -85,7 +96,10 @@ class TransformersGenerator(HFPromptGenerator):
         self.context_window_ = context_window  # read back via the base class property
         self.prompt_style = prompt_style
         self.stop = stop
+        self.prefix_reuse = prefix_reuse
+        self.prices = prices
         self.model_ = None
+        self.held_prefix_: tuple[list[int], Any] | None = None  # (token ids, their KV cache)
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -140,6 +154,25 @@ class TransformersGenerator(HFPromptGenerator):
 
     def _generate(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
         self._load_model()
+        out: dict[int, Generation] = {}
+        batched = list(range(len(prompts)))
+        if self.prefix_reuse:
+            batched = []
+            ids = [self.tokenizer.encode(p) for p in prompts]
+            for group in group_by_prefix(ids):
+                members = group.members
+                shared = group.shared or self._held_match(ids[members[0]])
+                if not shared:  # a prompt that shares no long prefix: batched as usual
+                    batched += members
+                    continue
+                done = self._with_prefix([ids[i] for i in members], shared, [requests[i] for i in members])
+                out.update(zip(members, done, strict=True))
+        if batched:
+            done = self._generate_batched([prompts[i] for i in batched], [requests[i] for i in batched])
+            out.update(zip(batched, done, strict=True))
+        return [out[i] for i in range(len(prompts))]
+
+    def _generate_batched(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
         groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         for i, request in enumerate(requests):
             key = (request.max_new_tokens or self.max_new_tokens, self.stop_strings(request))
@@ -156,29 +189,33 @@ class TransformersGenerator(HFPromptGenerator):
                     out[i] = generation
         return [g for g in out if g is not None]
 
-    def _batch(self, prompts: list[str], max_new: int, stops: tuple[str, ...]) -> list[Generation]:
+    def _eos_ids(self) -> set[int]:
+        eos = self.model_.generation_config.eos_token_id
+        return {*(eos if isinstance(eos, list) else [eos]), self.hf_tokenizer_.eos_token_id} - {None}
+
+    def _run(
+        self, encoded: dict[str, Any], max_new: int, stops: tuple[str, ...], past: Any = None
+    ) -> tuple[Any, float, float]:
+        """``model.generate`` greedily; returns the output ids and the prefill and decode seconds.
+        With ``past`` (a KV cache of the prompts' first tokens) only the rest is computed."""
         import torch
 
         tok = self.hf_tokenizer_
         model = self.model_
-        encoded = tok(
-            prompts, return_tensors="pt", padding=True, add_special_tokens=self.tokenizer.add_special_tokens
-        ).to(model.device)
         cuda = model.device.type == "cuda"
         timer = _PrefillTimer(torch.cuda.synchronize if cuda else None)
-        eos = model.generation_config.eos_token_id
-        eos_ids = {*(eos if isinstance(eos, list) else [eos]), tok.eos_token_id} - {None}
         started = time.perf_counter()
         with torch.inference_mode():
             output = model.generate(
                 **encoded,
+                **({} if past is None else {_cache_argument(model): past}),
                 max_new_tokens=max_new,
                 do_sample=False,
                 temperature=None,  # unset sampling knobs a model's generation_config may carry
                 top_p=None,
                 top_k=None,
                 pad_token_id=tok.pad_token_id,
-                eos_token_id=sorted(eos_ids),
+                eos_token_id=sorted(self._eos_ids()),
                 logits_processor=[timer],
                 stopping_criteria=[_StopStrings(tok, stops, encoded["input_ids"].shape[1])]
                 if stops
@@ -188,7 +225,14 @@ class TransformersGenerator(HFPromptGenerator):
             torch.cuda.synchronize()
         ended = time.perf_counter()
         first = timer.first or ended
-        prefill, decode = first - started, ended - first
+        return output, first - started, ended - first
+
+    def _batch(self, prompts: list[str], max_new: int, stops: tuple[str, ...]) -> list[Generation]:
+        tok = self.hf_tokenizer_
+        encoded = tok(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=self.tokenizer.add_special_tokens
+        ).to(self.model_.device)
+        output, prefill, decode = self._run(encoded, max_new, stops)
         n_in = encoded["attention_mask"].sum(dim=1).tolist()
         new_ids = output[:, encoded["input_ids"].shape[1] :].tolist()
         # One batched call serves every row: its prefill time is shared in proportion to each
@@ -197,7 +241,7 @@ class TransformersGenerator(HFPromptGenerator):
         # share of the decode time.
         results = []
         for ids, n_prompt in zip(new_ids, n_in, strict=True):
-            text, n_out = self._answer(ids, eos_ids, tok.pad_token_id, stops)
+            text, n_out = self._answer(ids, self._eos_ids(), tok.pad_token_id, stops)
             results.append(
                 Generation(
                     text=text,
@@ -207,6 +251,78 @@ class TransformersGenerator(HFPromptGenerator):
                     decode_seconds=decode / len(prompts),
                 )
             )
+        return results
+
+    # -- prefix reuse -------------------------------------------------------------------------
+    # Prompts sharing a long prefix (the same documents before different questions) are answered
+    # one at a time from a KV cache of that prefix computed once. The last prefix is kept between
+    # calls: the runner hands a document's questions over in several batches, each a call. One
+    # prefix only, so memory stays bounded (SmolLM2, 8k tokens: ~380 MB in float32).
+    def _held_match(self, ids: list[int]) -> int:
+        """Tokens of ``ids`` covered by the held prefix cache (0 when under the reuse threshold)."""
+        if self.held_prefix_ is None:
+            return 0
+        shared = min(common_prefix(self.held_prefix_[0], ids), len(ids) - 1)
+        return shared if shared >= MIN_SHARED_TOKENS else 0
+
+    def _prefix_cache(self, prefix: list[int]) -> tuple[Any, int, float]:
+        """A KV cache of ``prefix`` (the held one when it covers it), the prompt tokens computed
+        for it now (0 when held) and the seconds that took."""
+        import torch
+        from transformers import DynamicCache
+
+        if self.held_prefix_ is not None and self.held_prefix_[0] == prefix:
+            return self.held_prefix_[1], 0, 0.0
+        model = self.model_
+        cache = DynamicCache(config=model.config)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            tokens = torch.tensor([prefix], device=model.device)
+            model(tokens, use_cache=True, **{_cache_argument(model): cache})
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.held_prefix_ = (list(prefix), cache)
+        return cache, len(prefix), time.perf_counter() - started
+
+    def _with_prefix(
+        self, ids: list[list[int]], shared: int, requests: list[GenerationRequest]
+    ) -> list[Generation]:
+        """Answer prompts whose first ``shared`` tokens are the same from one KV cache of them. The
+        question that computes the prefix is charged its tokens and seconds; the others only what
+        they computed themselves."""
+        import copy
+
+        import torch
+
+        held = self._held_match(ids[0])
+        if held and all(common_prefix(self.held_prefix_[0], i) >= held for i in ids):  # type: ignore[index]
+            shared = held  # the held prefix covers the whole group: nothing to compute for it
+        cache, computed, seconds = self._prefix_cache(ids[0][:shared])
+        results = []
+        for prompt_ids, request in zip(ids, requests, strict=True):
+            stops = self.stop_strings(request)
+            max_new = request.max_new_tokens or self.max_new_tokens
+            tensor = torch.tensor([prompt_ids], device=self.model_.device)
+            encoded = {"input_ids": tensor, "attention_mask": torch.ones_like(tensor)}
+            # generate() appends to the cache it is given: each question gets its own copy, so
+            # the prefix stays as it is for the next (cropping back is not possible for every
+            # layer type, e.g. Gemma 3's sliding-window layers).
+            output, prefill, decode = self._run(encoded, max_new, stops, past=copy.deepcopy(cache))
+            text, n_out = self._answer(
+                output[0, len(prompt_ids) :].tolist(), self._eos_ids(), self.hf_tokenizer_.pad_token_id, stops
+            )
+            results.append(
+                Generation(
+                    text=text,
+                    input_tokens=len(prompt_ids),
+                    output_tokens=n_out,
+                    prefill_seconds=prefill + seconds,
+                    decode_seconds=decode,
+                    prefill_tokens=len(prompt_ids) - shared + computed,
+                    meta={"prefix_reused": shared - computed},
+                )
+            )
+            computed, seconds = 0, 0.0
         return results
 
     def _answer(

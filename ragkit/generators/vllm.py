@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.generators._hf import HFPromptGenerator, PromptStyle
-from ragkit.generators.base import Generation, GenerationRequest
+from ragkit.generators.base import Generation, GenerationRequest, Prices
 from ragkit.registry import register
 
 INSTALL_HINT = "the vllm generator needs vLLM: pip install 'ragkit[vllm]' on a CUDA machine"
@@ -37,6 +37,7 @@ class VLLMGenerator(HFPromptGenerator):
         stop: list[str] | None = None,
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
+        prices: Prices | None = None,
     ) -> None:
         self.model = model
         self.gguf_file = gguf_file
@@ -47,6 +48,7 @@ class VLLMGenerator(HFPromptGenerator):
         self.stop = stop
         self.tensor_parallel_size = tensor_parallel_size
         self.gpu_memory_utilization = gpu_memory_utilization
+        self.prices = prices
         self.engine_ = None
 
     def decoding(self) -> dict[str, Any]:

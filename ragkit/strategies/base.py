@@ -48,6 +48,7 @@ def generation_cost(generation: Generation, generator: Generator) -> Cost:
         input_tokens=generation.input_tokens,
         output_tokens=generation.output_tokens,
         calls=1,
+        prefill_tokens_computed=generation.prefill_tokens_computed,
         prefill_seconds=generation.prefill_seconds,
         decode_seconds=generation.decode_seconds,
         flops=call_flops(generator.model_info(), generation.input_tokens, generation.output_tokens),
