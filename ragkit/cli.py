@@ -53,7 +53,7 @@ def _warn_about_judge(results) -> None:
         console.print(f"[bold yellow]warning:[/] {warning}")
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception | str) -> None:
     console.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(2)
 
@@ -71,6 +71,7 @@ def _load(file: Path, overrides: list[str] | None):
 def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
     """Run (or resume) every configuration of an experiment and log it to MLflow."""
     from ragkit.config import ConfigError
+    from ragkit.generators.openai import ServerError
     from ragkit.progress import progress_display
     from ragkit.report import display_table, lead_note, results_frame
     from ragkit.runner import run_experiment
@@ -86,6 +87,8 @@ def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
             results = run_experiment(experiment, limit=limit, progress=hook)
         except (ConfigError, TrackingError) as exc:
             _fail(exc)
+        except ServerError as exc:  # an inference server went away: what was answered is on disk
+            _fail(f"{exc}\nFinished questions are saved; run the same command again to resume.")
     frame = results_frame(results)
     print_frame(display_table(frame), title=f"{experiment.name} (95% intervals)")
     console.print(lead_note(frame))

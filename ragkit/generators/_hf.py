@@ -200,6 +200,33 @@ class HFPromptGenerator(Generator):
                 self.n_params_ = 12 * c.num_hidden_layers * c.hidden_size**2 + c.vocab_size * c.hidden_size
         return self.n_params_
 
+    def dequantised_folder(self, dtype: str) -> Path | None:
+        """A Hugging Face model folder (config + safetensors) of this GGUF's weights de-quantised
+        to ``dtype``, written once under the cache (the one the transformers generator loads):
+        what vLLM loads, as its GGUF support covers fewer architectures and quantisations. The
+        tokenizer is in :meth:`_converted_dir`. None for models that are not a GGUF file."""
+        self._load_meta()
+        converted = self._converted_dir()
+        if converted is None:
+            return None
+        folder = converted / f"weights-{dtype}"
+        if not (folder / WEIGHTS_FILE).is_file():
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            source, gguf = self._source()
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    source, gguf_file=gguf, dtype=getattr(torch, dtype)
+                )
+            except (OSError, ValueError) as exc:
+                raise self._load_error("weights", exc) from exc
+            save_dequantised(folder, model, force=True)
+            del model
+        if not (folder / WEIGHTS_FILE).is_file():
+            raise ModelLoadError(f"could not write the de-quantised weights of {self.model!r} to {folder}")
+        return folder
+
     def stop_strings(self, request: GenerationRequest) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*(self.stop or []), *request.stop]))
 
@@ -250,10 +277,11 @@ def load_dequantised(folder: Path, dtype: Any) -> Any | None:
     return model
 
 
-def save_dequantised(folder: Path, model: Any) -> None:
+def save_dequantised(folder: Path, model: Any, *, force: bool = False) -> None:
     """Best effort, like :func:`_save_converted`: config plus every distinct tensor once (tied
-    weights share storage; transformers re-ties them on load), renamed into place when complete."""
-    if not _weight_cache_enabled() or folder.exists():
+    weights share storage; transformers re-ties them on load), renamed into place when complete.
+    ``force``: write even with the cache turned off (another engine needs the folder)."""
+    if not (force or _weight_cache_enabled()) or folder.exists():
         return
     from safetensors.torch import save_file
 
