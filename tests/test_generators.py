@@ -19,6 +19,7 @@ from ragkit.generators.openai import OpenAIGenerator, ServerError
 from ragkit.generators.scripted import ScriptedGenerator
 from ragkit.generators.transformers import TransformersGenerator
 from ragkit.generators.vllm import VLLMGenerator
+from tests.tiny_llama import build_tiny_llama
 
 
 def ask(question: str, system: str = "Answer briefly.") -> list[dict[str, str]]:
@@ -64,35 +65,7 @@ WORDS = [
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    specials = ["<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
-    vocab = {w: i for i, w in enumerate([*specials, *WORDS, "?", ":", "."])}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
-    )
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-    )
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return str(folder)
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), WORDS)
 
 
 def test_tokenizer_and_model_info_load_without_weights(tiny_model):

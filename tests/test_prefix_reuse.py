@@ -9,6 +9,7 @@ from ragkit.generators.base import GenerationRequest
 from ragkit.generators.transformers import TransformersGenerator
 from ragkit.runner import documents_together
 from ragkit.types import Cost, Document, Example
+from tests.tiny_llama import build_tiny_llama
 
 WORDS = ["the", "capital", "of", "france", "is", "paris", "who", "wrote", "hamlet", "what", "sky", "blue"]
 
@@ -16,33 +17,7 @@ WORDS = ["the", "capital", "of", "france", "is", "paris", "who", "wrote", "hamle
 @pytest.fixture(scope="module")
 def long_model(tmp_path_factory):
     """A tiny random Llama with a window long enough for a 256+-token shared document."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama-long")
-    specials = ["<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
-    vocab = {w: i for i, w in enumerate([*specials, *WORDS, "?", "."])}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
-    )
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-    )
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return str(folder)
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-long"), WORDS, max_positions=1024)
 
 
 DOCUMENT = " ".join(["the capital of france is paris ."] * 45)  # 315 tokens shared by its questions
