@@ -17,7 +17,8 @@ from ragkit.generators._hf import (
     load_dequantised,
     save_dequantised,
 )
-from ragkit.generators._prefix import MIN_SHARED_TOKENS, common_prefix, group_by_prefix
+from ragkit.generators._kv_prefix import PrefixReuse, cache_argument
+from ragkit.generators._prefix import group_by_prefix
 from ragkit.generators.base import Generation, GenerationRequest, Prices
 from ragkit.registry import register
 
@@ -57,16 +58,8 @@ class _StopStrings:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-def _cache_argument(model: Any) -> str:
-    """The name under which this transformers version takes a KV cache (``cache`` from 5.2x on,
-    ``past_key_values`` before: vLLM's venv pins an older transformers than the main one)."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 @register("generator", "transformers")
-class TransformersGenerator(HFPromptGenerator):
+class TransformersGenerator(PrefixReuse, HFPromptGenerator):
     """Greedy decoding with ``transformers``; batched with left padding (prompts of similar length
     are batched together)."""
 
@@ -99,7 +92,7 @@ class TransformersGenerator(HFPromptGenerator):
         self.prefix_reuse = prefix_reuse
         self.prices = prices
         self.model_ = None
-        self.held_prefix_: tuple[list[int], Any] | None = None  # (token ids, their KV cache)
+        self.held_prefix_ = None  # see PrefixReuse
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -172,11 +165,16 @@ class TransformersGenerator(HFPromptGenerator):
             out.update(zip(batched, done, strict=True))
         return [out[i] for i in range(len(prompts))]
 
-    def _generate_batched(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
+    def _by_decoding(self, requests: list[GenerationRequest]) -> dict[tuple[int, tuple[str, ...]], list[int]]:
+        """Request indices by what one ``generate`` call must share: output limit and stops."""
         groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         for i, request in enumerate(requests):
             key = (request.max_new_tokens or self.max_new_tokens, self.stop_strings(request))
             groups.setdefault(key, []).append(i)
+        return groups
+
+    def _generate_batched(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
+        groups = self._by_decoding(requests)
         lengths = [len(p) for p in prompts]  # characters: a free proxy for tokens, only to sort
         out: list[Generation | None] = [None] * len(prompts)
         for (max_new, stops), indices in groups.items():
@@ -208,7 +206,7 @@ class TransformersGenerator(HFPromptGenerator):
         with torch.inference_mode():
             output = model.generate(
                 **encoded,
-                **({} if past is None else {_cache_argument(model): past}),
+                **({} if past is None else {cache_argument(model): past}),
                 max_new_tokens=max_new,
                 do_sample=False,
                 temperature=None,  # unset sampling knobs a model's generation_config may carry
@@ -251,78 +249,6 @@ class TransformersGenerator(HFPromptGenerator):
                     decode_seconds=decode / len(prompts),
                 )
             )
-        return results
-
-    # -- prefix reuse -------------------------------------------------------------------------
-    # Prompts sharing a long prefix (the same documents before different questions) are answered
-    # one at a time from a KV cache of that prefix computed once. The last prefix is kept between
-    # calls: the runner hands a document's questions over in several batches, each a call. One
-    # prefix only, so memory stays bounded (SmolLM2, 8k tokens: ~380 MB in float32).
-    def _held_match(self, ids: list[int]) -> int:
-        """Tokens of ``ids`` covered by the held prefix cache (0 when under the reuse threshold)."""
-        if self.held_prefix_ is None:
-            return 0
-        shared = min(common_prefix(self.held_prefix_[0], ids), len(ids) - 1)
-        return shared if shared >= MIN_SHARED_TOKENS else 0
-
-    def _prefix_cache(self, prefix: list[int]) -> tuple[Any, int, float]:
-        """A KV cache of ``prefix`` (the held one when it covers it), the prompt tokens computed
-        for it now (0 when held) and the seconds that took."""
-        import torch
-        from transformers import DynamicCache
-
-        if self.held_prefix_ is not None and self.held_prefix_[0] == prefix:
-            return self.held_prefix_[1], 0, 0.0
-        model = self.model_
-        cache = DynamicCache(config=model.config)
-        started = time.perf_counter()
-        with torch.inference_mode():
-            tokens = torch.tensor([prefix], device=model.device)
-            model(tokens, use_cache=True, **{_cache_argument(model): cache})
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.held_prefix_ = (list(prefix), cache)
-        return cache, len(prefix), time.perf_counter() - started
-
-    def _with_prefix(
-        self, ids: list[list[int]], shared: int, requests: list[GenerationRequest]
-    ) -> list[Generation]:
-        """Answer prompts whose first ``shared`` tokens are the same from one KV cache of them. The
-        question that computes the prefix is charged its tokens and seconds; the others only what
-        they computed themselves."""
-        import copy
-
-        import torch
-
-        held = self._held_match(ids[0])
-        if held and all(common_prefix(self.held_prefix_[0], i) >= held for i in ids):  # type: ignore[index]
-            shared = held  # the held prefix covers the whole group: nothing to compute for it
-        cache, computed, seconds = self._prefix_cache(ids[0][:shared])
-        results = []
-        for prompt_ids, request in zip(ids, requests, strict=True):
-            stops = self.stop_strings(request)
-            max_new = request.max_new_tokens or self.max_new_tokens
-            tensor = torch.tensor([prompt_ids], device=self.model_.device)
-            encoded = {"input_ids": tensor, "attention_mask": torch.ones_like(tensor)}
-            # generate() appends to the cache it is given: each question gets its own copy, so
-            # the prefix stays as it is for the next (cropping back is not possible for every
-            # layer type, e.g. Gemma 3's sliding-window layers).
-            output, prefill, decode = self._run(encoded, max_new, stops, past=copy.deepcopy(cache))
-            text, n_out = self._answer(
-                output[0, len(prompt_ids) :].tolist(), self._eos_ids(), self.hf_tokenizer_.pad_token_id, stops
-            )
-            results.append(
-                Generation(
-                    text=text,
-                    input_tokens=len(prompt_ids),
-                    output_tokens=n_out,
-                    prefill_seconds=prefill + seconds,
-                    decode_seconds=decode,
-                    prefill_tokens=len(prompt_ids) - shared + computed,
-                    meta={"prefix_reused": shared - computed},
-                )
-            )
-            computed, seconds = 0, 0.0
         return results
 
     def _answer(
