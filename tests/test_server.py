@@ -28,7 +28,7 @@ from ragkit.generators.transformers import TransformersGenerator
 from ragkit.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
-VLLM = ROOT / ".venv-vllm" / "bin" / "vllm"
+VLLM = ROOT / ".venv-vllm" / "bin" / "python"
 
 pytestmark = [
     pytest.mark.server,

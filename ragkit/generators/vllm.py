@@ -14,7 +14,11 @@ request how many prompt tokens it found cached (``num_cached_tokens``).
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from ragkit.generators._hf import HFPromptGenerator, PromptStyle
@@ -76,14 +80,16 @@ class VLLMGenerator(HFPromptGenerator):
         }
 
     def model_folders(self) -> tuple[str, str | None]:
-        """``(model, tokenizer)`` as vLLM takes them: a packaged or local GGUF becomes its cached
-        de-quantised folder (float32 for ``auto``, the precision the GGUF was expanded to) with
-        the converted tokenizer; anything else is passed through."""
+        """``(model, tokenizer)`` as vLLM takes them: a packaged or local GGUF becomes a folder
+        vLLM loads (:func:`servable_folder` over its cached de-quantised weights, float32 for
+        ``auto``, the precision the GGUF was expanded to, with the converted tokenizer); anything
+        else is passed through."""
         folder, gguf = self._source()
         if not gguf:
             return folder, None
         weights = self.dequantised_folder("float32" if self.dtype == "auto" else self.dtype)
-        return str(weights), str(self._converted_dir())
+        served = servable_folder(weights, self._converted_dir())  # type: ignore[arg-type]
+        return str(served), str(served)
 
     def engine_kwargs(self) -> dict[str, Any]:
         """Arguments of ``vllm.LLM``."""
@@ -96,6 +102,7 @@ class VLLMGenerator(HFPromptGenerator):
             "tensor_parallel_size": self.tensor_parallel_size,
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "enable_prefix_caching": self.prefix_reuse,
+            "disable_log_stats": False,  # per-request timings (first token) come with the stats
             "seed": 0,
         }
         if tokenizer is not None:
@@ -160,13 +167,49 @@ class VLLMGenerator(HFPromptGenerator):
         return [results[i] for i in range(len(prompts))]
 
 
+def servable_folder(weights: Path, tokenizer: Path) -> Path:
+    """A Hugging Face model folder of de-quantised GGUF weights that vLLM (and ``vllm serve``)
+    loads: ``<weights>-vllm`` beside it, with links to the weights and tokenizer files (nothing is
+    copied) and a config.json that vLLM reads right. transformers writes the de-quantised model's
+    config with its GGUF ``quantization_config`` (which vLLM refuses: the tensors are plain floats)
+    and without ``architectures`` (from which vLLM picks the model class: without it, a headless
+    base model). Written once, renamed into place when complete."""
+    target = weights.with_name(f"{weights.name}-vllm")
+    if (target / "config.json").is_file():
+        return target
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config = json.loads((weights / "config.json").read_text(encoding="utf-8"))
+    config.pop("quantization_config", None)
+    if not config.get("architectures"):
+        config["architectures"] = [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config["model_type"]]]
+    tmp = target.with_name(f"tmp_{os.getpid()}_{target.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    for source in [*weights.glob("*.safetensors"), *(p for p in tokenizer.iterdir() if p.is_file())]:
+        if not (tmp / source.name).exists():
+            (tmp / source.name).symlink_to(os.path.relpath(source, target))
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process finished the same folder first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def _prefill_fraction(output: Any) -> float | None:
     """Share of a request's latency spent before its first token, from vLLM's request metrics
-    (their names differ across vLLM versions; None when they are absent)."""
+    (V1 engine: ``scheduled_ts``/``first_token_ts``/``last_token_ts``, collected when stats are
+    on; older engines: ``first_scheduled_time``/``first_token_time``/``last_token_time``; None
+    when absent)."""
     metrics = getattr(output, "metrics", None)
-    start = getattr(metrics, "first_scheduled_time", None) or getattr(metrics, "arrival_time", None)
-    first = getattr(metrics, "first_token_time", None)
-    last = getattr(metrics, "last_token_time", None) or getattr(metrics, "finished_time", None)
+
+    def first_of(*names: str) -> float | None:
+        return next((v for n in names if (v := getattr(metrics, n, None))), None)
+
+    start = first_of("scheduled_ts", "first_scheduled_time", "queued_ts", "arrival_time")
+    first = first_of("first_token_ts", "first_token_time")
+    last = first_of("last_token_ts", "last_token_time", "finished_time")
     if not (start and first and last) or last <= start:
         return None
     return min(1.0, max(0.0, (first - start) / (last - start)))
