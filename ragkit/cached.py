@@ -11,6 +11,7 @@ Both report the wrapped component's ``spec()``, so cache keys and tracking see t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -153,8 +154,14 @@ class CachedGenerator(Generator):
         for key in keys:
             entry = dict(found[key])
             fresh_flag = entry.pop("_fresh", False)
-            out.append(Generation(**entry, cached=not fresh_flag))
+            # fields this version does not know (an entry written by a newer ragkit sharing the
+            # cache) are left out rather than crash the run
+            known = {k: v for k, v in entry.items() if k in _GENERATION_FIELDS}
+            out.append(Generation(**known, cached=not fresh_flag))
         return out
+
+
+_GENERATION_FIELDS = {f.name for f in dataclasses.fields(Generation)} - {"cached"}
 
 
 def _to_json(g: Generation) -> dict[str, Any]:
