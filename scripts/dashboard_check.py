@@ -175,8 +175,16 @@ def check(experiment_file: str, out: Path, *, port: int | None = None, budget_ms
         pages = pages_for(experiment_file, base)
         for page in pages:
             page.screenshot = out / f"mlflow-{page.name}.png"
-            chromium(browser, page.url, f"--screenshot={page.screenshot}", budget_ms=budget_ms, timeout=120)
-            text = dom_text(chromium(browser, page.url, "--dump-dom", budget_ms=budget_ms, timeout=120))
+            # one load per page: the screenshot is written and the DOM printed after the same render
+            dom = chromium(
+                browser,
+                page.url,
+                f"--screenshot={page.screenshot}",
+                "--dump-dom",
+                budget_ms=budget_ms,
+                timeout=300,
+            )
+            text = dom_text(dom)
             page.missing = [e for e in page.expect if e not in text]
         return pages
     finally:
