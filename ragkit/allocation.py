@@ -10,7 +10,9 @@ What the paper says, and what this module does:
   DRAG, an answer can be directly generated upon input context, so n = 1"; IterDRAG allows "up to
   five iterations of query decomposition". Here n is IterDRAG's maximum number of sub-queries and 1
   for RAG and DRAG (RAG is DRAG with m = 0: the paper's DRAG grid starts at m = 0). ragkit's
-  IterDRAG with n = 0 answers in one call, so it is read as DRAG's n = 1 (``Dim.minimum``). More
+  IterDRAG parameter ``n`` counts sub-queries, so a question takes up to ``n + 1`` generation
+  rounds: theta_n = n + 1 (``Dim.shift``), and IterDRAG with n = 0 (one call) sits with DRAG at 1
+  while n = 1 is 2 (reading both as 1 made two different configurations identical). More
   dimensions (a pruner's keep ratio, a reranker's depth) are ragkit's extension (:class:`Dim`).
 - log(0) (§5.1 footnote, App. H): "we shift the values in theta by a small constant ε of 0.01".
   Here every dimension is read as ``log(theta + offset)`` with ``offset = 0.01`` by default, so
@@ -61,18 +63,22 @@ EPSILON = 0.01  # the paper's shift of theta before the log (App. H)
 @dataclass(frozen=True)
 class Dim:
     """One dimension of theta: a name, the result column it is read from, the value for
-    configurations that lack the parameter (RAG has no demonstrations: m = 0), the log offset and
-    an optional floor (values below it are read as it)."""
+    configurations that lack the parameter (RAG has no demonstrations: m = 0), the log offset, a
+    shift added to the values present (IterDRAG's n sub-queries are n + 1 rounds) and an optional
+    floor (values below it are read as it)."""
 
     name: str
     column: str
     default: float = 0.0
     offset: float = EPSILON
     minimum: float | None = None
+    shift: float = 0.0
 
     def read(self, values: Any) -> np.ndarray:
-        """Column values as theta: missing ones (None, NaN) become ``default``, then the floor."""
-        out = np.array([_number(v, self.default) for v in values], dtype=float)
+        """Column values as theta: present ones plus ``shift``, missing ones (None, NaN)
+        ``default``, then the floor."""
+        present = [_number(v, math.nan) for v in values]
+        out = np.array([self.default if math.isnan(v) else v + self.shift for v in present], dtype=float)
         return out if self.minimum is None else np.maximum(out, self.minimum)
 
 
@@ -86,29 +92,30 @@ def _number(value: Any, default: float) -> float:
     return default if math.isnan(number) else number
 
 
-# n: DRAG (and RAG) count as one iteration (§4.1); IterDRAG with 0 sub-queries is that single call.
+# n: DRAG (and RAG) count as one iteration (§4.1); IterDRAG's n sub-queries are n + 1 rounds.
 DEFAULT_DIMS: tuple[Dim, ...] = (
     Dim("k", "strategy.k"),
     Dim("m", "strategy.m"),
-    Dim("n", "strategy.n", default=1.0, minimum=1.0),
+    Dim("n", "strategy.n", default=1.0, shift=1.0),
 )
-_OPTIONS = {"default": "default", "offset": "offset", "min": "minimum"}
+_OPTIONS = {"default": "default", "offset": "offset", "min": "minimum", "shift": "shift"}
 
 
 def parse_dim(text: str) -> Dim:
     """``"keep=strategy.pruner.keep_ratio:default=1:offset=0"`` -> a :class:`Dim` (the form of
     ``ragkit suggest --dim``): a name, the result column, and optionally the value for rows without
-    the column (default 0), the log offset (default 0.01) and a floor (``min=``)."""
+    the column (default 0), the log offset (default 0.01), a floor (``min=``) and a shift added to
+    present values (``shift=``)."""
     head, *options = text.split(":")
     name, sep, column = head.partition("=")
     if not sep or not name.strip() or not column.strip():
-        raise ValueError(f"--dim {text!r}: expected NAME=COLUMN[:default=X][:offset=Y][:min=Z]")
-    values: dict[str, float | None] = {"default": 0.0, "offset": EPSILON, "minimum": None}
+        raise ValueError(f"--dim {text!r}: expected NAME=COLUMN[:default=X][:offset=Y][:min=Z][:shift=S]")
+    values: dict[str, float | None] = {"default": 0.0, "offset": EPSILON, "minimum": None, "shift": 0.0}
     for option in options:
         key, sep, value = option.partition("=")
         if key not in _OPTIONS or not sep:
             raise ValueError(
-                f"--dim {text!r}: unknown option {option!r} (expected default=X, offset=Y or min=Z)"
+                f"--dim {text!r}: unknown option {option!r} (expected default=X, offset=Y, min=Z or shift=S)"
             )
         try:
             values[_OPTIONS[key]] = float(value)
@@ -121,6 +128,7 @@ def parse_dim(text: str) -> Dim:
         default=float(default or 0.0),
         offset=float(offset or 0.0),
         minimum=minimum,
+        shift=float(values["shift"] or 0.0),
     )
 
 

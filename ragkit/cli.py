@@ -99,10 +99,24 @@ def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
 
 
 @app.command()
-def estimate(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
-    """Token side of every configuration's cost, before any generation (retrieval may run)."""
+def estimate(
+    file: FileArg,
+    set_: SetOpt = None,
+    limit: LimitOpt = None,
+    discordance: Annotated[
+        float,
+        typer.Option(
+            help="expected share of questions that two configurations score differently (one right,"
+            " the other wrong), for the paired sample-size line",
+            min=0.01,
+            max=1.0,
+        ),
+    ] = 0.25,
+) -> None:
+    """Token side of every configuration's cost, before any generation (retrieval may run), and the
+    smallest accuracy difference the sample can detect when configurations are compared paired."""
     from ragkit.config import ConfigError
-    from ragkit.estimate import estimate_experiment
+    from ragkit.estimate import estimate_experiment, power_note
 
     experiment = _load(file, set_)
     try:
@@ -110,6 +124,11 @@ def estimate(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None
     except ConfigError as exc:
         _fail(exc)
     print_frame(frame, title=f"{experiment.name}: estimated cost per question (no generation)")
+    if "questions" in frame and len(frame):
+        import pandas as pd
+
+        questions = int(pd.to_numeric(frame["questions"], errors="coerce").min())
+        console.print(power_note(questions, len(experiment.configurations), discordance))
 
 
 @app.command()
@@ -129,6 +148,13 @@ def report(
         str | None,
         typer.Option(help="configuration name or config-hash prefix: paired differences against it"),
     ] = None,
+    correction: Annotated[
+        str,
+        typer.Option(
+            help="correction of --baseline's p-values for the number of comparisons: holm (default),"
+            " bonferroni, bh (Benjamini-Hochberg, false discovery rate) or none"
+        ),
+    ] = "holm",
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -139,10 +165,12 @@ def report(
 ) -> None:
     """Tables of finished results (no model runs)."""
     from ragkit.breakdown import metric_columns
+    from ragkit.config import load_experiment
     from ragkit.metric_info import label as metric_label
     from ragkit.metric_info import resolve as resolve_metric
     from ragkit.report import (
         breakdown,
+        comparisons_note,
         default_metric,
         display_table,
         lead_note,
@@ -151,6 +179,7 @@ def report(
         older_versions_note,
         other_runs_hint,
         paired_against,
+        stale_scores_note,
     )
 
     results = load_results(file)
@@ -160,6 +189,8 @@ def report(
     print_frame(display_table(results), title="results (95% intervals)")
     console.print(lead_note(results))
     if note := older_versions_note(results, file):
+        console.print(f"[yellow]{note}[/yellow]")
+    if note := stale_scores_note(results, file):
         console.print(f"[yellow]{note}[/yellow]")
     _warn_about_judge(results)
     scores = None
@@ -191,11 +222,18 @@ def report(
         frame = breakdown(scores, [], metric).rename(columns={"method": "configuration"})
         print_frame(frame.round(3).rename(columns={metric: metric_label(metric)}), title=metric_label(metric))
     if baseline:
+        from ragkit.stats import CORRECTIONS
+
+        if correction not in CORRECTIONS:
+            _fail(ValueError(f"--correction {correction!r}: expected one of {', '.join(CORRECTIONS)}"))
+        seed = load_experiment(file).spec.seed if str(file).endswith((".yaml", ".yml")) else 0
         try:
-            table = paired_against(scores, baseline, metric)
-        except KeyError as exc:
+            table = paired_against(scores, baseline, metric, correction=correction, seed=seed)
+        except (KeyError, ValueError) as exc:
             _fail(exc)
-        print_frame(table, title=f"{metric}: paired difference against {baseline} (same questions)")
+        title = f"{metric}: paired difference against {baseline} (same questions)"
+        print_frame(table, title=f"{title}, {table.attrs['comparisons']} comparisons")
+        console.print(comparisons_note(table))
 
 
 @app.command()

@@ -185,12 +185,20 @@ def _reference(kind: str, ref: Any, file: Any, path: str) -> tuple[dict[str, Any
     raise ConfigError(file, path, f"expected a {kind} name or mapping, got {type(ref).__name__} {ref!r}")
 
 
-def expand_component(kind: str, ref: Any, file: Any, path: str) -> list[dict[str, Any]]:
-    """Every resolved alternative of a (possibly swept) component reference."""
+def expand_component(
+    kind: str, ref: Any, file: Any, path: str, *, seed: int | None = None
+) -> list[dict[str, Any]]:
+    """Every resolved alternative of a (possibly swept) component reference. ``seed`` (the
+    experiment's) is the value of every ``seed`` parameter the reference leaves unset, in nested
+    components too: one number seeds every random choice (sampling, demonstrations, haystacks)."""
     if isinstance(ref, list):
         if not ref:
             raise ConfigError(file, path, "an empty list sweeps over nothing")
-        return [alt for i, r in enumerate(ref) for alt in expand_component(kind, r, file, f"{path}[{i}]")]
+        return [
+            alt
+            for i, r in enumerate(ref)
+            for alt in expand_component(kind, r, file, f"{path}[{i}]", seed=seed)
+        ]
     spec, source = _reference(kind, ref, file, path)
     type_name = spec.pop("type")
     name = spec.pop("name", None)
@@ -214,6 +222,9 @@ def expand_component(kind: str, ref: Any, file: Any, path: str) -> list[dict[str
         if pname not in spec:
             if info.is_required():
                 raise ConfigError(source, ppath, f"missing required parameter of {kind} {type_name!r}")
+            if pname == "seed" and seed is not None:
+                axes.append([(pname, seed)])
+                continue
             default = info.get_default(call_default_factory=True)
             axes.append([(pname, default if _jsonable(default) else repr(default))])
             continue
@@ -223,7 +234,8 @@ def expand_component(kind: str, ref: Any, file: Any, path: str) -> list[dict[str
             if value is None and _optional(info.annotation):
                 axes.append([(pname, None)])
             else:
-                axes.append([(pname, alt) for alt in expand_component(sub_kind, value, source, ppath)])
+                alternatives = expand_component(sub_kind, value, source, ppath, seed=seed)
+                axes.append([(pname, alt) for alt in alternatives])
             continue
         sweep = isinstance(value, list) and (
             not _is_list_type(info.annotation) or (value and all(isinstance(v, list) for v in value))
@@ -302,6 +314,27 @@ class Tracking(pydantic.BaseModel):
         return 0 if self.traces == "off" else int(self.traces)
 
 
+# Evaluation fields that change neither a prediction nor a score (how tables are laid out): no key
+# includes them, so editing them renames no run folder and no MLflow run.
+DISPLAY_ONLY = frozenset({"breakdown"})
+# The parts of a configuration that change its predictions; ``evaluation`` only changes scores.
+PREDICTION_PARTS = ("dataset", "generator", "strategy")
+
+
+def prediction_settings(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change a configuration's predictions (its identity and run folder)."""
+    return {part: resolved[part] for part in PREDICTION_PARTS if part in resolved}
+
+
+def scoring_settings(resolved: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """What turns finished predictions into scores: the evaluation settings (a judge) without the
+    display-only ones, the scoring code's version and the seed of its bootstrap intervals."""
+    from ragkit.metrics import SCORING_VERSION
+
+    evaluation = {k: v for k, v in (resolved.get("evaluation") or {}).items() if k not in DISPLAY_ONLY}
+    return {"evaluation": evaluation, "scoring_version": SCORING_VERSION, "seed": seed}
+
+
 class ExperimentFile(pydantic.BaseModel):
     """The top level of an experiment YAML."""
 
@@ -323,14 +356,30 @@ class ExperimentFile(pydantic.BaseModel):
 
 @dataclass
 class Configuration:
-    """One point of the expanded grid."""
+    """One point of the expanded grid.
+
+    Two keys: ``hash`` names the predictions (dataset, generator, strategy: the run folder and the
+    MLflow child run), ``scoring_key`` the way they are scored (judge, scoring code, seed). Changing
+    only how results are scored or displayed keeps the folder, so ``ragkit run`` re-scores the
+    saved predictions instead of generating them again."""
 
     resolved: dict[str, Any]  # {"dataset", "generator", "strategy", "evaluation"}
     name: str
     arm: int
+    seed: int = 0  # the experiment's seed (bootstrap intervals)
 
     @property
     def hash(self) -> str:
+        return stable_hash(prediction_settings(self.resolved))
+
+    @property
+    def scoring_key(self) -> str:
+        return stable_hash(scoring_settings(self.resolved, self.seed))
+
+    @property
+    def legacy_hash(self) -> str:
+        """The run folder's name before ragkit keyed it on predictions only (the whole resolved
+        configuration, evaluation included): found and renamed, so earlier runs are not lost."""
         return stable_hash(self.resolved)
 
 
@@ -347,7 +396,8 @@ class Experiment:
 
     @property
     def hash(self) -> str:
-        return stable_hash([c.resolved for c in self.configurations])
+        """The parent run's identity: the configurations' predictions (not their display)."""
+        return stable_hash([c.hash for c in self.configurations])
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], file: Any) -> dict[str, Any]:
@@ -439,11 +489,11 @@ def load_experiment(
         raise ConfigError(file, loc, msg) from None
     if not spec.arms:
         raise ConfigError(file, "arms", "an experiment needs at least one arm")
-    datasets = expand_component("dataset", spec.dataset, file, "dataset")
-    generators = expand_component("generator", spec.generator, file, "generator")
+    datasets = expand_component("dataset", spec.dataset, file, "dataset", seed=spec.seed)
+    generators = expand_component("generator", spec.generator, file, "generator", seed=spec.seed)
     evaluation = spec.evaluation.model_dump()
     if evaluation["judge"] is not None:
-        judges = expand_component("generator", evaluation["judge"], file, "evaluation.judge")
+        judges = expand_component("generator", evaluation["judge"], file, "evaluation.judge", seed=spec.seed)
         if len(judges) != 1:
             raise ConfigError(file, "evaluation.judge", "the judge cannot be swept")
         evaluation["judge"] = judges[0]
@@ -453,10 +503,12 @@ def load_experiment(
         label = arm.pop("label", None)
         if "strategy" not in arm:
             raise ConfigError(file, f"arms[{index}].strategy", "missing: which strategy this arm runs")
-        strategies = expand_component("strategy", arm, file, f"arms[{index}]")
+        strategies = expand_component("strategy", arm, file, f"arms[{index}]", seed=spec.seed)
         for ds, gen, strat in itertools.product(datasets, generators, strategies):
             resolved = {"dataset": ds, "generator": gen, "strategy": strat, "evaluation": evaluation}
-            configurations.append(Configuration(resolved=resolved, name=label or strat["type"], arm=index))
+            configurations.append(
+                Configuration(resolved=resolved, name=label or strat["type"], arm=index, seed=spec.seed)
+            )
     shared = [
         k for k in _varying_leaves([c.resolved for c in configurations]) if not k.startswith("strategy.")
     ]

@@ -4,6 +4,7 @@ Retrieval, reranking and pruning may run (their results are cached and reused by
 generators only load their tokenizers. Output tokens are the ``max_new_tokens`` upper bound, and so
 are dollars: priced per token, or per hour at the catalog's throughput, with every prompt token
 computed (no prefix reuse) and output tokens at their bound.
+:func:`power_note` says what difference the sample can detect in the paired design ragkit uses.
 """
 
 from __future__ import annotations
@@ -67,3 +68,24 @@ def _dollars(values: list[float | None]) -> str:
     if any(v is None for v in values):
         return "hourly: no throughput"
     return format_dollars(float(np.mean(values)))
+
+
+def power_note(questions: int, configurations: int, discordance: float = 0.25) -> str:
+    """The smallest accuracy difference ``questions`` paired questions detect (two-sided alpha 0.05,
+    power 0.8, Connor's McNemar design with the expected ``discordance``), alone and with a
+    Bonferroni/Holm correction over the comparisons of every configuration with one baseline."""
+    from ragkit.stats import detectable_paired_difference
+
+    def points(alpha: float) -> str:
+        delta = detectable_paired_difference(questions, discordance, alpha=alpha)
+        return "none within the discordance" if delta != delta else f"{100 * delta:.1f} points"
+
+    comparisons = max(configurations - 1, 1)
+    text = (
+        f"paired design (same questions, exact McNemar; {discordance:.0%} of questions expected to"
+        f" differ between two configurations): {questions} questions detect an accuracy difference of"
+        f" {points(0.05)} (alpha 0.05, power 0.8)"
+    )
+    if comparisons > 1:
+        text += f", {points(0.05 / comparisons)} with Holm over {comparisons} comparisons with a baseline"
+    return text + "; more questions or fewer comparisons narrow it."

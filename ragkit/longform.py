@@ -15,9 +15,11 @@ Free-form answers (LaRA's references are whole sentences) are best graded by a j
 - ``longform_approx``: one number per question: ``answer_recall_approx`` when answerable,
   ``refusal_approx`` when not.
 
-Needles (:mod:`ragkit.data.needle`) are scored exactly, as RULER does: ``needle_recall`` is the
-share of the expected values that occur in the raw model output as whole numbers,
-``needle_exact`` is 1.0 when all of them do.
+Needles (:mod:`ragkit.data.needle`) get RULER's own scores, ``ruler_match_all`` (RULER's
+string_match_all: the share of expected values found as case-insensitive substrings of the raw
+output) and ``ruler_match_part`` (string_match_part: 1.0 when any is), and ragkit's stricter ones:
+``needle_recall`` is the share of the expected values that occur in the raw output as whole
+numbers (RULER also credits "1234567" inside "91234567"), ``needle_exact`` is 1.0 when all do.
 
 The runner merges :func:`score_frame` into the per-question scores (on ``example_id``) the same way
 it merges the judge's verdicts; examples of other datasets get no columns from here.
@@ -32,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from ragkit.metrics import is_abstention, normalize_answer
+from ragkit.metrics import is_abstention, normalize_answer, ruler_match_all, ruler_match_part
 from ragkit.types import Example, Prediction
 
 # Ways a free-form answer declines that ragkit.metrics' short-answer patterns do not cover.
@@ -104,7 +106,12 @@ def score_example(example: Example, prediction: Prediction) -> dict[str, float]:
         # the values of a multi-value needle one per line.
         raw = str(prediction.provenance.get("raw_answer", prediction.answer) or "")
         recall = needle_recall(raw, example.answers)
-        return {"needle_recall": recall, "needle_exact": float(recall == 1.0)}
+        return {
+            "needle_recall": recall,
+            "needle_exact": float(recall == 1.0),
+            "ruler_match_all": ruler_match_all(raw, example.answers),
+            "ruler_match_part": ruler_match_part(raw, example.answers),
+        }
     if is_free_form(example):
         answer = prediction.answer or ""
         nan = float("nan")

@@ -50,7 +50,12 @@ METRICS: dict[str, MetricInfo] = {
     "mrr": MetricInfo("MRR", "graded"),
     "answer_in_context": MetricInfo("answer in context (proxy)", "binary"),
     "em": MetricInfo("EM", "binary"),
-    "f1": MetricInfo("F1", "graded"),
+    "f1": MetricInfo("F1 (SQuAD)", "graded"),  # the official SQuAD F1; HotpotQA's is f1_hotpotqa
+    "f1_hotpotqa": MetricInfo("F1 (HotpotQA official)", "graded"),
+    "em_squad_v2": MetricInfo("EM (SQuAD v2 official)", "binary"),
+    "f1_squad_v2": MetricInfo("F1 (SQuAD v2 official)", "graded"),
+    "ruler_match_all": MetricInfo("RULER match-all", "graded", "RULER's own needle score"),
+    "ruler_match_part": MetricInfo("RULER match-part", "binary"),
     "answer_recall_approx": MetricInfo("answer recall≈ (approx)", "graded"),
     "refusal_approx": MetricInfo("refusal≈ (approx)", "binary"),
     "abstention_correct": MetricInfo("abstention correct", "binary"),
@@ -73,14 +78,15 @@ def is_binary(metric: str) -> bool:
     return info is not None and info.kind == "binary"
 
 
-def interval(metric: str, values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+def interval(metric: str, values: Sequence[float] | np.ndarray, seed: int = 0) -> tuple[float, float]:
     """The 95% interval of ``metric``'s mean over ``values`` (NaN left out), by the metric's type.
-    Metrics not listed here are treated as graded (a bootstrap is valid for any bounded score)."""
+    Metrics not listed here are treated as graded (a bootstrap is valid for any bounded score);
+    ``seed`` seeds the bootstrap (the experiment's seed)."""
     data = np.asarray(values, dtype=float)
     data = data[~np.isnan(data)]
     if is_binary(metric):
         return wilson_interval(float(data.sum()), int(data.size))
-    return bootstrap_interval(data)
+    return bootstrap_interval(data, seed=seed)
 
 
 def resolve(name: str, available: Sequence[str]) -> str:

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ragkit.breakdown import breakdown, breakdown_fields, name_field  # noqa: F401 (re-exported)
-from ragkit.config import flatten, load_experiment
+from ragkit.config import flatten, load_experiment, prediction_settings
 from ragkit.metric_info import METRICS, label
 from ragkit.types import stable_hash
 
@@ -26,7 +27,10 @@ from ragkit.types import stable_hash
 # Labels (and why each leads) are in ragkit.metric_info, the same in every table.
 HEADLINES: list[tuple[str, str]] = [
     (m, label(m))
-    for m in ("judge_correct", "longform_approx", "needle_exact", "needle_recall", "contains_answer")
+    for m in (
+        *("judge_correct", "longform_approx", "needle_exact", "needle_recall", "ruler_match_all"),
+        "contains_answer",
+    )
 ]
 SHORT_ANSWER = ("contains_answer", "em")
 
@@ -74,8 +78,7 @@ def _finished_by_settings(base: Path) -> dict[str, Path]:
             config = yaml.safe_load((summary.parent / "config.yaml").read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
-        settings = {k: v for k, v in config.items() if k not in ("name", "config_hash")}
-        found[stable_hash(_without_versions(settings))] = summary.parent
+        found[stable_hash(_without_versions(prediction_settings(config)))] = summary.parent
     return found
 
 
@@ -90,15 +93,18 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
     older: dict[str, Path] | None = None
     for c in experiment.configurations:
         run_dir, is_older = base / c.hash, False
+        if not (run_dir / "summary.json").exists() and (base / c.legacy_hash / "summary.json").exists():
+            run_dir = base / c.legacy_hash  # named by the older key (until the next `ragkit run`)
         if not (run_dir / "summary.json").exists():
             if older is None:
                 older = _finished_by_settings(base)
-            match = older.get(stable_hash(_without_versions(c.resolved)))
+            match = older.get(stable_hash(_without_versions(prediction_settings(c.resolved))))
             if match is None:
                 continue
             run_dir, is_older = match, True
         summary_file = run_dir / "summary.json"
         row = {"config_name": c.name, "config_hash": run_dir.name, "run_id": None, "older_version": is_older}
+        row["current_scoring_key"] = c.scoring_key
         current = flatten(c.resolved)
         if is_older:  # the settings are the same; the versions are the run's own
             import yaml
@@ -132,6 +138,22 @@ def older_versions_note(results: pd.DataFrame, source: str | os.PathLike[str]) -
         f"note: {len(older)} of {len(results)} configurations are from runs of older component"
         f" versions ({'; '.join(changes)}): same settings, code that has changed since."
         f" `ragkit run {source}` re-runs them with the current code."
+    )
+
+
+def stale_scores_note(results: pd.DataFrame, source: str | os.PathLike[str]) -> str:
+    """A note when some configurations were scored by other scoring settings or code than the
+    experiment's current ones (their predictions are current): `ragkit run` re-scores them from
+    the saved predictions without generating anything."""
+    if "current_scoring_key" not in results:
+        return ""
+    scored = results.get("scoring_key", pd.Series([None] * len(results), index=results.index))
+    stale = results[scored.astype(object).ne(results["current_scoring_key"])]
+    if stale.empty:
+        return ""
+    return (
+        f"note: {len(stale)} of {len(results)} configurations were scored by other scoring settings or"
+        f" an older ragkit; `ragkit run {source}` re-scores their saved predictions (no generation)."
     )
 
 
@@ -203,14 +225,17 @@ def load_scores(source: str | os.PathLike[str], tracking_uri: str | None = None)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def format_interval(row: pd.Series, metric: str) -> str:
+def format_interval(
+    row: pd.Series, metric: str, *, bounds: tuple[str, str] = ("_ci_low", "_ci_high"), digits: int = 3
+) -> str:
+    """ "value [low, high]" from ``metric`` and its bound columns (``metric`` + ``bounds``)."""
     value = row.get(metric)
     if value is None or pd.isna(value):
         return "-"
-    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    low, high = row.get(f"{metric}{bounds[0]}"), row.get(f"{metric}{bounds[1]}")
     if low is None or pd.isna(low):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits - 1}f}, {high:.{digits - 1}f}]"
 
 
 def _has(results: pd.DataFrame, column: str) -> bool:
@@ -242,7 +267,7 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
         out |= {f"{label(m)} [95% CI]": format_interval(row, m) for m in headlines}
-        out["F1 [95% CI]"] = format_interval(row, "f1")
+        out[f"{label('f1')} [95% CI]"] = format_interval(row, "f1")  # the official HotpotQA F1: f1_hotpotqa
         if "contains_answer" in headlines:
             out["EM"] = f"{row.get('em', float('nan')):.3f}"
         if _has(results, "answer_in_context"):
@@ -282,12 +307,23 @@ def _differs(results: pd.DataFrame, column: str, than: str) -> bool:
     return bool(((a - b).abs() > 0.5).any())
 
 
-def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_answer") -> pd.DataFrame:
-    """Every configuration minus ``baseline`` on the questions both answered, with a 95% paired
-    bootstrap interval: the comparison to read when the per-configuration intervals overlap (the
-    same questions make the paired interval much narrower). ``baseline`` is a configuration name
-    or a prefix of its config hash."""
-    from ragkit.metrics import paired_difference
+def paired_against(
+    scores: pd.DataFrame,
+    baseline: str,
+    metric: str = "contains_answer",
+    *,
+    correction: str = "holm",
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Every configuration minus ``baseline`` on the questions both answered: the mean difference
+    with its 95% paired bootstrap interval, and the test that decides, corrected for the number of
+    comparisons in the table (``correction``: holm, bonferroni, bh or none). 0/1 metrics are
+    tested with the exact McNemar test on the discordant questions (with few of them the bootstrap
+    interval can exclude 0 while McNemar cannot reject: 4-0 of 50 is p = 0.125), graded ones with a
+    paired sign-flip permutation test. ``baseline`` is a configuration name or a prefix of its
+    config hash. The frame's ``attrs`` hold the number of comparisons and the correction."""
+    from ragkit.stats import adjust_pvalues, bootstrap_interval, paired_test, paired_values
 
     names = scores["config_name"].astype(str)
     chosen = scores[(names == baseline) | scores["config_hash"].astype(str).str.startswith(baseline)]
@@ -297,22 +333,61 @@ def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_
     if chosen["config_hash"].nunique() > 1:
         raise KeyError(f"{baseline!r} matches several configurations: give more of the config hash")
     base_hash = chosen["config_hash"].iloc[0]
-    rows = []
+    rows, pvalues = [], []
     for (config_hash, name), frame in scores.groupby(["config_hash", "config_name"], sort=False):
         if config_hash == base_hash:
             continue
-        diff, low, high = paired_difference(frame, chosen, metric)
-        shared = frame["example_id"].isin(chosen["example_id"]).sum()
+        x, y = paired_values(frame, chosen, metric)
+        low, high = bootstrap_interval(x - y, seed=seed)
+        test = paired_test(x, y, seed=seed)
+        pvalues.append(test["p"])
+        discordant = test["discordant"]
         rows.append(
             {
                 "configuration": name,
-                f"{metric} - baseline": round(diff, 3),
-                "95% CI": f"[{low:.3f}, {high:.3f}]",
-                "n (shared)": int(shared),
-                "reading": "differs" if low > 0 or high < 0 else "not distinguishable",
+                f"{metric} - baseline": round(float((x - y).mean()), 3),
+                "95% CI (bootstrap)": f"[{low:.3f}, {high:.3f}]",
+                "n (shared)": len(x),
+                "discordant +/-": f"{discordant[0]}/{discordant[1]}" if discordant else "-",
+                "test": test["test"],
+                "p": test["p"],
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    label = "p (uncorrected)" if correction == "none" else f"p ({correction})"
+    if not table.empty:
+        adjusted = adjust_pvalues(np.array(pvalues), correction)
+        table["p"] = [_p(v) for v in pvalues]
+        if correction != "none":
+            table[label] = [_p(v) for v in adjusted]
+        table["reading"] = [
+            f"differs ({t.split()[0]}{'' if correction == 'none' else ', ' + correction})"
+            if v < alpha
+            else "not distinguishable"
+            for v, t in zip(adjusted, table["test"], strict=True)
+        ]
+    table.attrs.update({"comparisons": len(rows), "correction": correction, "alpha": alpha})
+    return table
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def comparisons_note(table: pd.DataFrame) -> str:
+    """The line under a paired table: how many comparisons, how they were corrected, which test."""
+    m, correction = table.attrs.get("comparisons", len(table)), table.attrs.get("correction", "none")
+    how = {
+        "holm": "Holm-adjusted p-values (family-wise error rate at 5%)",
+        "bonferroni": "Bonferroni-adjusted p-values (family-wise error rate at 5%)",
+        "bh": "Benjamini-Hochberg-adjusted p-values (false discovery rate at 5%)",
+        "none": "uncorrected p-values: with several comparisons, a false 'differs' is likely",
+    }[correction]
+    return (
+        f"{m} comparisons against the baseline; {how}. 'differs' is decided by the test named (exact"
+        " McNemar on the discordant questions for 0/1 metrics, sign-flip permutation for graded ones);"
+        " the bootstrap interval shows the size of the difference, uncorrected."
+    )
 
 
 def other_runs_hint(path: str | os.PathLike[str]) -> str:

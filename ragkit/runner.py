@@ -267,6 +267,10 @@ def run_configuration(
     dataset = prepared.datasets[stable_hash(configuration.resolved["dataset"])]
     generator = prepared.generators[stable_hash(configuration.resolved["generator"])]
     run_dir = output_dir / configuration.hash
+    legacy = output_dir / configuration.legacy_hash
+    if not run_dir.exists() and legacy.is_dir():  # a folder named by the older key: keep its work
+        os.replace(legacy, run_dir)
+        (run_dir / "config.yaml").unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.yaml"
     if not config_file.exists():
@@ -302,7 +306,7 @@ def run_configuration(
 
         verdicts = run_judge(examples, ordered, prepared.judge, cache=prepared.cache)
         scores = scores.merge(verdicts, on="example_id", how="left")
-    summary = summarize(scores)
+    summary = summarize(scores, seed=configuration.seed)
     scores.insert(0, "answer", [p.answer for p in ordered])
     scores.insert(0, "question", [e.question for e in examples])
     scores.insert(2, "references", [" | ".join(e.answers) for e in examples])
@@ -310,7 +314,12 @@ def run_configuration(
     scores["config_name"] = configuration.name
     scores = parquet_safe(scores)
     _write_atomic(run_dir / "scores.parquet", lambda p: scores.to_parquet(p, index=False))
-    summary_doc = {"name": configuration.name, "config_hash": configuration.hash, **summary}
+    summary_doc = {
+        "name": configuration.name,
+        "config_hash": configuration.hash,
+        "scoring_key": configuration.scoring_key,
+        **summary,
+    }
     _write_atomic(run_dir / "summary.json", lambda p: p.write_text(json.dumps(summary_doc, indent=2)))
     return ConfigResult(configuration, run_dir, summary, scores, generated)
 
@@ -389,9 +398,16 @@ def run_experiment(
             qhash = questions_hash(e.id for e in dataset.examples)
             key = f"{result.configuration.hash}:{qhash}"
             if key in logged:
-                result.run_id, logged_name = logged[key]
+                result.run_id, logged_name, scored_by = logged[key]
                 if logged_name != result.configuration.name:
                     tracker.rename(result.run_id, result.configuration.name)
+                if scored_by != result.configuration.scoring_key:  # re-scored: same run, new scores
+                    tracker.update_scores(
+                        result.run_id,
+                        metrics=result.summary,
+                        scoring_key=result.configuration.scoring_key,
+                        artifacts=[result.run_dir / "scores.parquet", result.run_dir / "summary.json"],
+                    )
             else:
                 result.run_id = tracker.log_configuration(
                     name=result.configuration.name,
@@ -402,6 +418,7 @@ def run_experiment(
                     tags={
                         "ragkit.dataset_revision": dataset.revision,
                         "ragkit.seed": str(experiment.spec.seed),
+                        "ragkit.scoring_key": result.configuration.scoring_key,
                     },
                     artifacts=[
                         result.run_dir / "config.yaml",

@@ -4,8 +4,11 @@ Validation of the suggestions (regret against the grid-best) is in :mod:`ragkit.
 
 Works on the one-row-per-configuration frame of :func:`ragkit.report.load_results` (dotted params
 such as ``strategy.type`` and ``strategy.k``, metrics such as ``contains_answer`` and
-``effective_context_tokens``). A configuration fits a budget when its measured (or, for an untried
-combination, estimated) mean effective context tokens per question is within it.
+``effective_context_tokens``). A budget is per question, as in the paper's Eq. 1 (every question
+must fit: l(x_i; theta) <= L_max): a configuration fits a budget when its measured (or, for an
+untried combination, estimated) largest effective context of any question is within it
+(``fit="max"``, the default); ``fit="p95"`` allows 5% of questions over, ``fit="mean"`` compares
+the mean (what ragkit did before: ``rag bm25 k=1`` with mean 212 and max 347 tokens "fitted" 256).
 """
 
 from __future__ import annotations
@@ -28,6 +31,53 @@ FAMILY = {"rag": "drag", "drag": "drag", "iterdrag": "iterdrag"}
 STRATEGY = "strategy.type"
 TOKENS = "effective_context_tokens"
 BY = ("generator+dataset", "generator")
+# --fit: the per-question statistic of effective context tokens a budget is compared with.
+FITS = {"max": f"{TOKENS}_max", "p95": f"{TOKENS}_p95", "mean": TOKENS}
+FIT_WORDS = {
+    "max": "every question within the budget (the paper's Eq. 1)",
+    "p95": "95% of questions within the budget",
+    "mean": "the mean over questions within the budget (single questions may exceed it)",
+}
+BUDGET = "budget_tokens"  # the column budgets are compared with (see with_budget)
+
+
+def with_budget(results: Any, fit: str = "max") -> Any:
+    """``results`` with :data:`BUDGET` set to the statistic ``fit`` names (max, p95 or mean of the
+    per-question effective context tokens). Results whose summaries lack it (scored before ragkit
+    stored per-question statistics) raise KeyError; :func:`fill_token_statistics` fills them from
+    the per-question scores."""
+    if fit not in FITS:
+        raise ValueError(f"fit={fit!r}: expected one of {', '.join(FITS)}")
+    if BUDGET in results.columns and results.attrs.get("fit") == fit:
+        return results
+    column = FITS[fit]
+    if column not in results.columns:
+        raise KeyError(
+            f"the results have no {column!r} (per-question effective context, needed for fit={fit!r}):"
+            " `ragkit run` re-scores finished runs with it, or fill_token_statistics() reads it from"
+            " the per-question scores"
+        )
+    out = results.assign(**{BUDGET: results[column].astype(float)})
+    out.attrs["fit"] = fit
+    return out
+
+
+def fill_token_statistics(results: Any, scores: Any) -> Any:
+    """Per-question percentiles and maxima of effective context tokens, from per-question scores
+    (joined on config_hash), where the results lack them."""
+    from ragkit.metrics import TOKEN_PERCENTILES
+
+    column = "cost_effective_context_tokens"
+    if scores.empty or column not in scores or "config_hash" not in scores:
+        return results
+    grouped = scores.groupby("config_hash")[column]
+    stats = {f"{TOKENS}_max": grouped.max()}
+    stats |= {f"{TOKENS}_p{q}": grouped.quantile(q / 100) for q in TOKEN_PERCENTILES}
+    out = results.copy()
+    for name, series in stats.items():
+        filled = out["config_hash"].map(series)
+        out[name] = out[name].fillna(filled) if name in out else filled
+    return out
 
 
 def group_columns(results: Any) -> list[str]:
@@ -172,7 +222,8 @@ def fit_results(
     """Fit one model per generator and dataset, or (``by="generator"``, the paper's estimation)
     one per generator across its datasets, with i per dataset and strategy. ``max_tokens`` keeps
     only configurations that measured at most that many effective context tokens (the
-    leave-one-budget-out check); i is still measured on all of them."""
+    leave-one-budget-out check; per question, see :func:`with_budget`); i is still measured on
+    all of them."""
     if metric not in results.columns:
         raise KeyError(
             f"no metric {metric!r} in the results (columns: {', '.join(map(str, results.columns))})"
@@ -184,7 +235,8 @@ def fit_results(
     fits: dict[str, GroupFit] = {}
     for key, group in rows.groupby(rows.apply(lambda r: row_key(r, fit_cols), axis=1), sort=True):
         info, info_from = informativeness_table(group, metric, dims, data_cols)
-        used = group if max_tokens is None else group[group[TOKENS] <= max_tokens]
+        budget_column = BUDGET if BUDGET in group.columns else TOKENS
+        used = group if max_tokens is None else group[group[budget_column] <= max_tokens]
         if used.empty:
             continue
         n_q = used["n_questions"].to_numpy(dtype=float) if "n_questions" in used.columns else None
@@ -236,19 +288,25 @@ def _token_features(theta: np.ndarray) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-def token_model(rows: Any, dims: Sequence[Dim]) -> np.ndarray:
-    """Least-squares coefficients of effective tokens on :func:`_token_features` for one strategy."""
+def token_model(rows: Any, dims: Sequence[Dim], column: str = TOKENS) -> np.ndarray:
+    """Least-squares coefficients of effective tokens (``column``: the mean, or the per-question
+    statistic budgets are compared with) on :func:`_token_features` for one strategy."""
     coef, *_ = np.linalg.lstsq(
-        _token_features(theta_of(rows, dims)), rows[TOKENS].to_numpy(float), rcond=None
+        _token_features(theta_of(rows, dims)), rows[column].to_numpy(float), rcond=None
     )
     return coef
 
 
 # -- suggestions, regret --------------------------------------------------------------------------
-def candidates(results: Any, fit_: GroupFit | None, metric: str, dims: Sequence[Dim] = DEFAULT_DIMS) -> Any:
+def candidates(
+    results: Any, fit_: GroupFit | None, metric: str, dims: Sequence[Dim] = DEFAULT_DIMS, *, fit: str = "max"
+) -> Any:
     """Every configuration of one group that a budget could buy: the measured ones (all strategies)
     and the untried combinations of swept theta values of each parametric strategy (tokens
-    estimated). ``score`` is the model's prediction where there is one, else the measurement."""
+    estimated). ``tokens`` is the per-question statistic ``fit`` names (:func:`with_budget`),
+    ``mean_tokens`` the mean. ``score`` is the model's prediction where there is one, else the
+    measurement."""
+    results = with_budget(results, fit)
 
     names = [d.name for d in dims]
     out = []
@@ -261,7 +319,8 @@ def candidates(results: Any, fit_: GroupFit | None, metric: str, dims: Sequence[
         record = {"configuration": row.get("config_name", ""), "strategy": row[STRATEGY]}
         record |= {n: (theta[pos, j] if is_param[pos] else np.nan) for j, n in enumerate(names)}
         record |= {
-            "tokens": float(row[TOKENS]),
+            "tokens": float(row[BUDGET]),
+            "mean_tokens": float(row[TOKENS]),
             "tokens_source": "measured",
             "predicted": predicted[pos],
             "measured": float(row[metric]),
@@ -275,9 +334,10 @@ def candidates(results: Any, fit_: GroupFit | None, metric: str, dims: Sequence[
             if not grid:
                 continue
             grid_arr = np.array(grid, dtype=float)
-            tokens = _token_features(grid_arr) @ token_model(rows, dims)
+            tokens = _token_features(grid_arr) @ token_model(rows, dims, BUDGET)
+            means = _token_features(grid_arr) @ token_model(rows, dims)
             scores = fit_.model.predict(grid_arr, fit_.info_rows(rows.iloc[:1], dims)[0])
-            for t, tok, score in zip(grid_arr, tokens, scores, strict=True):
+            for t, tok, mean, score in zip(grid_arr, tokens, means, scores, strict=True):
                 label = " ".join(f"{n}={v:g}" for n, v in zip(names, t, strict=True))
                 out.append(
                     {
@@ -285,6 +345,7 @@ def candidates(results: Any, fit_: GroupFit | None, metric: str, dims: Sequence[
                         "strategy": strategy,
                         **dict(zip(names, t, strict=True)),
                         "tokens": float(max(tok, 0.0)),
+                        "mean_tokens": float(max(mean, 0.0)),
                         "tokens_source": "estimated",
                         "predicted": float(score),
                         "measured": np.nan,
@@ -304,21 +365,37 @@ def suggest(
     *,
     top: int = 5,
     by: str = "generator+dataset",
+    fit: str = "max",
 ) -> Any:
     """Ranked configurations per (generator, dataset) and budget: only those whose (measured or
-    estimated) effective context tokens fit the budget, best ``score`` first. ``by``: how the
-    model is fitted (:func:`fit_results`)."""
+    estimated) effective context tokens per question fit the budget (``fit``: the per-question
+    statistic compared, :func:`with_budget`), best ``score`` first. ``by``: how the model is
+    fitted (:func:`fit_results`). A configuration without the statistic is left out."""
 
-    clean = results.dropna(subset=[metric, TOKENS])
+    clean = with_budget(results, fit).dropna(subset=[metric, TOKENS, BUDGET])
     fits = fit_results(clean, metric, dims, by=by)
     tables = []
+    unfit = []  # budgets nothing fits: said, not silently skipped
     for key, group in clean.groupby(group_of(clean), sort=True):
-        pool = candidates(group, fit_for(fits, group, by), metric, dims)
+        pool = candidates(group, fit_for(fits, group, by), metric, dims, fit=fit)
         for budget in budgets:
             fitting = pool[pool["tokens"] <= budget].sort_values(["score", "tokens"], ascending=[False, True])
+            if fitting.empty and not pool.empty:
+                smallest = pool.loc[pool["tokens"].idxmin()]
+                unfit.append(
+                    {
+                        "group": key,
+                        "budget": budget,
+                        "smallest": smallest["configuration"],
+                        "tokens": float(smallest["tokens"]),
+                        "mean_tokens": float(smallest["mean_tokens"]),
+                    }
+                )
             fitting = fitting.head(top).copy()
             fitting.insert(0, "rank", range(1, len(fitting) + 1))
             fitting.insert(0, "budget", budget)
             fitting.insert(0, "group", key)
             tables.append(fitting)
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    out.attrs["unfit"] = unfit
+    return out

@@ -144,8 +144,8 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         return run.info.run_id
 
-    def logged_children(self) -> dict[str, tuple[str, str]]:
-        """(config_hash:questions_hash) -> (run id, run name) of finished child runs."""
+    def logged_children(self) -> dict[str, tuple[str, str, str]]:
+        """(config_hash:questions_hash) -> (run id, run name, scoring key) of finished child runs."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=(
@@ -153,7 +153,31 @@ class Tracker:
             ),
             max_results=5000,
         )
-        return {r.data.tags.get("ragkit.child_key", ""): (r.info.run_id, r.info.run_name) for r in runs}
+        return {
+            r.data.tags.get("ragkit.child_key", ""): (
+                r.info.run_id,
+                r.info.run_name,
+                r.data.tags.get("ragkit.scoring_key", ""),
+            )
+            for r in runs
+        }
+
+    def update_scores(
+        self, run_id: str, *, metrics: dict[str, float], scoring_key: str, artifacts: Iterable[Path]
+    ) -> None:
+        """New scores of the same predictions (another judge, fixed scoring code): logged on the
+        configuration's existing run (a metric's latest value is the current one), with the new
+        scoring key and score files, so one configuration keeps one run."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 1) for k, v in metrics.items() if v is not None and v == v],
+            tags=[RunTag("ragkit.scoring_key", scoring_key)],
+        )
+        for path in artifacts:
+            self.client.log_artifact(run_id, str(path))
 
     def rename(self, run_id: str, name: str) -> None:
         """A configuration's name follows the experiment (e.g. after an arm was added beside it)."""

@@ -39,7 +39,7 @@ from ragkit.types import Cost, Document, Example, Prediction
 
 @register("strategy", "route")
 class SelfRoute(Strategy):
-    version = "1"
+    version = "2"  # 2: tightened abstention detection (an answer after "but ..." is not routed)
 
     def __init__(
         self,
