@@ -336,3 +336,10 @@ def test_dequantised_weights_round_trip_and_a_broken_entry_is_recomputed(tmp_pat
     monkeypatch.setenv("RAGKIT_GGUF_WEIGHT_CACHE", "0")  # turned off: nothing written
     save_dequantised(folder, model)
     assert not folder.exists()
+
+
+def test_the_none_generator_counts_tokens_and_refuses_to_answer():
+    none = registry.build("generator", "none", {"tokenizer": "whitespace"})
+    assert none.count_tokens("three short words") == 3 and none.model_info().n_params == 0
+    with pytest.raises(RuntimeError, match="generator 'none' cannot answer: it is for retrieval-only arms"):
+        none.generate([GenerationRequest([{"role": "user", "content": "Q?"}])])
