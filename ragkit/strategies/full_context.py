@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from ragkit.constraints import Tokens
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
@@ -48,9 +49,9 @@ class FullContext(Strategy):
         self,
         *,
         truncation: Literal["middle", "end", "start"] = "middle",
-        budget: int | None = None,
+        budget: Tokens | None = None,
         abstain: bool = False,
-        max_new_tokens: int | None = None,
+        max_new_tokens: Tokens | None = None,
     ) -> None:
         self.truncation = truncation
         self.budget = budget
