@@ -7,6 +7,11 @@ the old or the new value; each value carries a checksum, and a value that fails 
 parse) is reported, deleted and treated as a miss so the stage recomputes it. Arrays (embeddings)
 are ``.npy`` files written to a temporary name and renamed into place, with a checksum sidecar.
 
+Trust: checksums detect damage (a torn write, a truncated or overwritten file), not tampering. The
+cache folder is trusted like the results it feeds: an entry someone rewrote with a valid checksum is
+used (stages reject entries of the wrong shape, e.g. unknown chunk ids). See README, "Trust and
+safety".
+
 Why not joblib.Memory or diskcache: joblib keys on pickled function arguments (our keys must be
 stable across code reorganisation and readable in provenance), and neither verifies entries.
 """

@@ -216,6 +216,7 @@ def report(
 ) -> None:
     """Tables of finished results (no model runs)."""
     from ragkit.breakdown import metric_columns
+    from ragkit.config import ConfigError
     from ragkit.metric_info import label as metric_label
     from ragkit.metric_info import resolve as resolve_metric
     from ragkit.report import (
@@ -230,7 +231,10 @@ def report(
         paired_against,
     )
 
-    results = load_results(file)
+    try:
+        results = load_results(file)
+    except ConfigError as exc:
+        _fail(exc)
     if results.empty:
         hint = other_runs_hint(file) if str(file).endswith((".yaml", ".yml")) else ""
         _fail(RuntimeError(f"no finished configurations found for {file}.{hint}"))

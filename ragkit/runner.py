@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from ragkit.breakdown import LENGTH_COLUMN
-from ragkit.budget import price_predictions
+from ragkit.budget import BudgetError, price_predictions
 from ragkit.cache import Cache, default_cache_dir, get_cache
 from ragkit.cached import CachedGenerator, CachedRetriever
 from ragkit.component import Component
@@ -331,7 +331,14 @@ def run_configuration(
         progress(configuration.name, len(examples) - len(todo), len(examples))
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
-        predictions = strategy.run(chunk, generator, dataset.corpus)
+        try:
+            predictions = strategy.run(chunk, generator, dataset.corpus)
+        except BudgetError as exc:
+            budget = getattr(strategy, "budget", None)
+            where = f"arms[{configuration.arm}].budget" if budget is not None else "generator.context_window"
+            raise ConfigError(
+                experiment.file, where, f"configuration {configuration.name!r}: {exc}"
+            ) from None
         if len(predictions) != len(chunk):
             raise RuntimeError(
                 f"{type(strategy).__name__} returned {len(predictions)} predictions for {len(chunk)}"

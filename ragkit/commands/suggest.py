@@ -73,7 +73,7 @@ def parent_run(source: str, tracking_uri: str | None = None) -> tuple[str | None
 
     from ragkit.config import load_experiment
 
-    experiment = load_experiment(source)
+    experiment = load_experiment(source, allow_code=True)  # read only: nothing is built
     uri = resolve_tracking_uri(tracking_uri or experiment.spec.tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment.name)
@@ -240,7 +240,7 @@ def suggest_command(
         if Path(source).is_file():
             from ragkit.config import load_experiment
 
-            spec = load_experiment(source)
+            spec = load_experiment(source, allow_code=True)  # read only
             output = Path(spec.spec.output_dir) / spec.name / "suggest"
         else:
             output = Path("runs") / str(source)[:12] / "suggest"

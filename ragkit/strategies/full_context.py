@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from ragkit.budget import BudgetError
 from ragkit.constraints import Tokens
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
@@ -71,6 +72,10 @@ class FullContext(Strategy):
         if self.budget is not None:
             limit = min(limit, self.budget)
         overhead = generator.prompt_tokens(make(""))
+        if overhead > limit:  # not even the question fits: never exceed the budget silently
+            raise BudgetError(
+                f"the prompt without documents already takes {overhead} tokens, more than the limit {limit}"
+            )
         tokenizer = generator.tokenizer
         ids = tokenizer.encode(block)
         full = len(ids)
