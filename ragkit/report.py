@@ -138,6 +138,18 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
     return summary
 
 
+def _read_scores(path: Path) -> pd.DataFrame | None:
+    """A run's scores.parquet; None when missing, or damaged (with a warning: `ragkit run`
+    rewrites it from the predictions)."""
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file; all mean the same
+        log.warning("%s is damaged (%s); left out until `ragkit run` rewrites it", path, exc)
+        return None
+
+
 def older_versions_note(results: pd.DataFrame, source: str | os.PathLike[str]) -> str:
     """A note when some configurations come from runs of older component versions (see
     ``_from_yaml``), naming the version changes; empty when every result is current."""
@@ -204,9 +216,9 @@ def load_scores(source: str | os.PathLike[str], tracking_uri: str | None = None)
         # Names come from the experiment as it is now (naming rules can change after a run).
         names = dict(zip(results["config_hash"], results["config_name"], strict=True)) if dirs else {}
         frames = [
-            pd.read_parquet(d / "scores.parquet").assign(config_name=names[d.name])
+            frame.assign(config_name=names[d.name])
             for d in dirs
-            if (d / "scores.parquet").exists()
+            if (frame := _read_scores(d / "scores.parquet")) is not None
         ]
     else:
         import tempfile

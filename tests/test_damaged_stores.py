@@ -178,9 +178,12 @@ def test_damaged_run_files_are_recomputed_or_rewritten(experiment_dict, tmp_path
     )
     (full_dir / "config.yaml").write_bytes(b"\x00\xff garbage: [")
     (full_dir / "summary.json").write_text('{"name": "full_context", "contains')
+    (first[1].run_dir / "scores.parquet").write_bytes(b"PAR1 not really")
     report = CliRunner().invoke(app, ["report", str(path)])
     assert report.exit_code == 0 and "Traceback" not in report.output
     assert "full_context" not in report.output  # left out (and said so in the log) until re-run
+    by_k = CliRunner().invoke(app, ["report", str(path), "--by", "k"])
+    assert by_k.exit_code == 0 and "Traceback" not in by_k.output, by_k.output
     again = run_experiment(load_experiment(path))
     assert [r.generated for r in again] == [1, 0, 0]  # only the torn question
     assert sorted(read_predictions(predictions)) == [f"q{i}" for i in range(1, 7)]
