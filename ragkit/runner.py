@@ -441,9 +441,19 @@ def _run_locked(
     only: Sequence[int] | None,
 ) -> list[ConfigResult]:
     prepared = prepare(experiment, limit=limit)
-    with store_lock(uri):
-        tracker = Tracker(uri, experiment.name, experiment.hash)
-    logged = tracker.logged_children()
+    # MLflow is opened when the first configuration has finished: a run that stops at its first
+    # batch (a budget smaller than the prompt) leaves no parent run behind, and costs no store set-up
+    tracker: Tracker | None = None
+    logged: dict[str, tuple[str, str]] = {}
+
+    def opened() -> Tracker:
+        nonlocal tracker, logged
+        if tracker is None:
+            with store_lock(uri):
+                tracker = Tracker(uri, experiment.name, experiment.hash)
+            logged = tracker.logged_children()
+        return tracker
+
     results = []
     started = time.perf_counter()
     indices = list(only) if only is not None else range(len(experiment.configurations))
@@ -455,6 +465,7 @@ def _run_locked(
     try:
         for index in indices:
             result = run_configuration(prepared, index, output_dir=output_dir, progress=progress)
+            tracker = opened()
             dataset = prepared.datasets[stable_hash(result.configuration.resolved["dataset"])]
             qhash = questions_hash(e.id for e in dataset.examples)
             key = f"{result.configuration.hash}:{qhash}"
@@ -483,10 +494,12 @@ def _run_locked(
                 _log_traces(tracker, result, dataset.examples, experiment.spec.tracking.trace_limit())
             results.append(result)
     except BaseException:
-        tracker.finish("KILLED")
+        if tracker is not None:
+            tracker.finish("KILLED")
         raise
     finally:
         tracing.close()
+    tracker = opened()
     from ragkit.report import results_frame
 
     table = results_frame(results)
