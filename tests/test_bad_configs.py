@@ -142,3 +142,15 @@ def test_malformed_experiment_in_a_real_process(slug, workdir):
     check_output(path, done.stdout + done.stderr, done.returncode)
     assert done.stderr.startswith("error:"), done.stderr  # the error goes to stderr, alone
     print(f"{slug}: {time.perf_counter() - started:.1f} s including start-up")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["check"], ["estimate"], ["report"], ["suggest", "--budget", "4k"], ["ui"]],
+    ids=lambda c: c[0],
+)
+def test_every_command_reports_a_bad_file_the_same_way(command, workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    (path,) = [p for p in CASES if p.stem.endswith("dup-dataset-key")]
+    result = CliRunner().invoke(app, [command[0], str(path), *command[1:]])
+    check_output(path, result.output, result.exit_code)

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ragkit.allocation import DEFAULT_DIMS, Dim, parse_dim, with_dims
@@ -227,7 +228,13 @@ def suggest_command(
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    results = load_results(source, tracking_uri)
+    from ragkit.config import ConfigError
+
+    try:
+        results = load_results(source, tracking_uri)
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     if results.empty:
         console.print(f"[bold red]error:[/] no finished configurations found for {source}")
         raise typer.Exit(2)
