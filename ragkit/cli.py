@@ -312,6 +312,7 @@ def ui(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
 ) -> None:
     """Start the MLflow UI on loopback for the experiment's tracking store."""
+    from ragkit.security import redact
     from ragkit.tracking import resolve_tracking_uri
 
     # only the tracking URI is read: nothing is built or imported, so code references may stay
@@ -322,9 +323,9 @@ def ui(
     if file is not None:
         _print_pages(file, base)
     if server:
-        console.print(f"the tracking store is a server: open {uri} in a browser")
+        console.print(f"the tracking store is a server: open {redact(uri)} in a browser", markup=False)
         return
-    console.print(f"MLflow UI for {uri} at {base}  (Ctrl-C to stop)")
+    console.print(f"MLflow UI for {redact(uri)} at {redact(base)}  (Ctrl-C to stop)", markup=False)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
     raise typer.Exit(subprocess.call([*command, "--port", str(port)]))
 
