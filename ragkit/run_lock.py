@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import platform
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ except ImportError:  # Windows: no flock; runs are not serialised there
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".lock"
+log = logging.getLogger(__name__)
 
 
 class RunLockError(RuntimeError):
@@ -42,7 +44,7 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def exclusive(path: Path, *, wait: bool, what: str) -> Iterator[None]:
+def exclusive(path: Path, *, wait: bool, what: str, announce: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block."""
     if fcntl is None:
         yield
@@ -51,12 +53,16 @@ def exclusive(path: Path, *, wait: bool, what: str) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunLockError(
-                f"{what} is already running ({_holder(path)}; lock {path}); wait for it to finish,"
-                " or pass --wait to start when it does"
-            ) from None
+            if not wait:
+                raise RunLockError(
+                    f"{what} is already running ({_holder(path)}; lock {path}); wait for it to finish,"
+                    " or pass --wait to start when it does"
+                ) from None
+            if announce:
+                log.warning("%s is already running (%s); waiting for it to finish", what, _holder(path))
+            fcntl.flock(fd, fcntl.LOCK_EX)
         stamp = dt.datetime.now().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {platform.node()} since {stamp}".encode(), 0)
@@ -76,4 +82,5 @@ def store_lock(uri: str) -> contextlib.AbstractContextManager:
     if not uri.startswith("sqlite:///"):
         return contextlib.nullcontext()
     db = Path(uri.removeprefix("sqlite:///"))
-    return exclusive(db.with_name(f".{db.name}.lock"), wait=True, what=f"the MLflow store {db}")
+    lock = db.with_name(f".{db.name}.lock")
+    return exclusive(lock, wait=True, what=f"the MLflow store {db}", announce=False)  # waits are short
