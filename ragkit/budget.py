@@ -17,6 +17,12 @@ from ragkit.generators.base import ModelInfo
 from ragkit.types import Cost, Prediction
 
 
+class BudgetError(ValueError):
+    """The fixed part of a prompt (instructions, question) alone exceeds the token limit (the
+    arm's ``budget`` or the model's window): no context can be given, so the configuration
+    cannot run as specified. The runner reports it as a configuration error naming the field."""
+
+
 def call_flops(info: ModelInfo, input_tokens: int, output_tokens: int) -> float:
     """Forward-pass FLOPs of one generator call (prefill of ``input_tokens``, then
     ``output_tokens`` decode steps), with the standard estimate of Kaplan et al. (2020),

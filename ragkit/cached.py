@@ -52,6 +52,12 @@ class CachedRetriever(Retriever):
         ]
         found = self.cache.get_many("retrieval", keys)
         want = max(k, self.depth)
+        by_id = {c.id: c for c in corpus.chunks}
+        for key in [key for key, entry in found.items() if not _retrieval_entry_ok(entry, by_id)]:
+            # a valid checksum proves the bytes are as written, not that they were written by us
+            # (README, "Trust and safety"): an entry naming chunks this corpus lacks is recomputed
+            self.cache.discard("retrieval", key, "malformed entry or unknown chunk ids")
+            del found[key]
 
         def usable(entry: Any) -> bool:  # deep enough, or already the whole corpus
             return entry["depth"] >= k or len(entry["hits"]) >= len(corpus)
@@ -81,7 +87,6 @@ class CachedRetriever(Retriever):
         for key in keys:
             self.aux_tokens_ += found[key].get("aux_tokens", 0)
             self.aux_seconds_ += found[key].get("seconds", 0.0)
-        by_id = {c.id: c for c in corpus.chunks}
         return [[Scored(by_id[cid], score) for cid, score in found[key]["hits"][:k]] for key in keys]
 
 
@@ -141,6 +146,9 @@ class CachedGenerator(Generator):
             for r in requests
         ]
         found = self.cache.get_many("generation", keys)
+        for key in [key for key, entry in found.items() if not _generation_entry_ok(entry)]:
+            self.cache.discard("generation", key, "malformed entry")
+            del found[key]
         missing = [i for i, key in enumerate(keys) if key not in found]
         if missing:
             self.generated_ += len(missing)
@@ -162,6 +170,37 @@ class CachedGenerator(Generator):
 
 
 _GENERATION_FIELDS = {f.name for f in dataclasses.fields(Generation)} - {"cached"}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _retrieval_entry_ok(entry: Any, by_id: dict[str, Any]) -> bool:
+    """A retrieval cache entry has the shape this class writes and names chunks of this corpus."""
+    if (
+        not isinstance(entry, dict)
+        or not _number(entry.get("depth"))
+        or not isinstance(entry.get("hits"), list)
+    ):
+        return False
+    return all(
+        isinstance(hit, list) and len(hit) == 2 and hit[0] in by_id and _number(hit[1])
+        for hit in entry["hits"]
+    )
+
+
+def _generation_entry_ok(entry: Any) -> bool:
+    """A generation cache entry has the fields :class:`Generation` takes (the three it requires),
+    with text as text and numbers as numbers."""
+    if not isinstance(entry, dict) or not {"text", "input_tokens", "output_tokens"} <= entry.keys():
+        return False
+    if not isinstance(entry["text"], str):
+        return False
+    # fields this version does not know are dropped when read (see generate), not a damage
+    fields = {f.name: str(f.type) for f in dataclasses.fields(Generation)}
+    numeric = [k for k in entry if fields.get(k) in ("int", "float", "<class 'int'>", "<class 'float'>")]
+    return all(_number(entry[k]) for k in numeric) and isinstance(entry.get("meta", {}), dict)
 
 
 def _to_json(g: Generation) -> dict[str, Any]:

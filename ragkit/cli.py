@@ -9,11 +9,13 @@ import pkgutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only; never a hub download at run time
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -26,20 +28,36 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="RAG vs long context under compute budgets."
 )
 console = Console(width=None if sys.stdout.isatty() else 160)  # piped output: don't wrap at 80
+error_console = Console(stderr=True)
 
 FileArg = Annotated[Path, typer.Argument(help="experiment YAML", exists=False)]
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="override a field: key.path=value (repeatable)")
 ]
-LimitOpt = Annotated[int | None, typer.Option("--limit", help="only the first N questions of each dataset")]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="only the first N questions of each dataset")
+]
+AllowCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-code",
+        help="let the experiment import Python callables it names (llama-index factories and parsers"
+        " outside llama_index's own modules): only for files you trust",
+    ),
+]
+MaxConfigsOpt = Annotated[
+    int | None,
+    typer.Option("--max-configurations", min=1, help="refuse sweeps larger than this (default 1000)"),
+]
 
 
 def print_frame(frame, title: str | None = None) -> None:
-    table = Table(title=title, show_lines=False)
+    # Text, not str: names come from YAMLs, and rich would read "[...]" in them as markup
+    table = Table(title=Text(title) if title else None, show_lines=False)
     for column in frame.columns:
-        table.add_column(str(column), overflow="fold")
+        table.add_column(Text(str(column)), overflow="fold")
     for _, row in frame.iterrows():
-        table.add_row(*[str(v) for v in row.tolist()])
+        table.add_row(*[Text(str(v)) for v in row.tolist()])
     console.print(table)
 
 
@@ -53,48 +71,75 @@ def _warn_about_judge(results) -> None:
         console.print(f"[bold yellow]warning:[/] {warning}")
 
 
-def _fail(exc: Exception | str) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+def _fail(exc: Exception | str) -> NoReturn:
+    """One ``error:`` line on stderr (never wrapped, never read as markup), then exit code 2."""
+    from ragkit.security import redact
+
+    message = redact(" ".join(str(exc).split()))
+    error_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     raise typer.Exit(2)
 
 
-def _load(file: Path, overrides: list[str] | None):
-    from ragkit.config import ConfigError, load_experiment
+def _load(
+    file: Path,
+    overrides: list[str] | None,
+    *,
+    allow_code: bool = False,
+    max_configurations: int | None = None,
+):
+    from ragkit.config import MAX_CONFIGURATIONS, ConfigError, load_experiment
 
     try:
-        return load_experiment(file, overrides or [])
+        return load_experiment(
+            file,
+            overrides or [],
+            allow_code=allow_code,
+            max_configurations=max_configurations or MAX_CONFIGURATIONS,
+        )
     except ConfigError as exc:
         _fail(exc)
 
 
 @app.command()
-def run(file: FileArg, set_: SetOpt = None, limit: LimitOpt = None) -> None:
+def run(
+    file: FileArg,
+    set_: SetOpt = None,
+    limit: LimitOpt = None,
+    allow_code: AllowCodeOpt = False,
+    max_configurations: MaxConfigsOpt = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="if this experiment is already running, wait for it, then resume")
+    ] = False,
+) -> None:
     """Run (or resume) every configuration of an experiment and log it to MLflow."""
     from ragkit.config import ConfigError
     from ragkit.generators.openai import ServerError
     from ragkit.progress import progress_display
     from ragkit.report import display_table, lead_note, results_frame
+    from ragkit.run_lock import RunLockError
     from ragkit.runner import run_experiment
+    from ragkit.security import redact
     from ragkit.tracking import TrackingError, resolve_tracking_uri
 
-    experiment = _load(file, set_)
+    experiment = _load(file, set_, allow_code=allow_code, max_configurations=max_configurations)
     console.print(
-        f"[bold]{experiment.name}[/]: {len(experiment.configurations)} configurations, "
-        f"tracking at {resolve_tracking_uri(experiment.spec.tracking_uri)}"
+        f"[bold]{escape(experiment.name)}[/]: {len(experiment.configurations)} configurations, "
+        f"tracking at {escape(redact(resolve_tracking_uri(experiment.spec.tracking_uri)))}"
     )
     with progress_display(console) as hook:
         try:
-            results = run_experiment(experiment, limit=limit, progress=hook)
-        except (ConfigError, TrackingError) as exc:
-            _fail(exc)
+            results = run_experiment(experiment, limit=limit, progress=hook, wait=wait)
+        except (ConfigError, TrackingError, RunLockError) as exc:
+            _fail(exc if isinstance(exc, ConfigError) else f"{file}: {exc}")
         except ServerError as exc:  # an inference server went away: what was answered is on disk
-            _fail(f"{exc}\nFinished questions are saved; run the same command again to resume.")
+            _fail(f"{exc} Finished questions are saved; run the same command again to resume.")
     frame = results_frame(results)
     print_frame(display_table(frame), title=f"{experiment.name} (95% intervals)")
     console.print(lead_note(frame))
     _warn_about_judge(frame)
     console.print(
-        f"runs in {Path(experiment.spec.output_dir) / experiment.name}; `ragkit ui {file}` to browse"
+        f"runs in {Path(experiment.spec.output_dir) / experiment.name}; `ragkit ui {file}` to browse",
+        markup=False,
     )
 
 
@@ -112,13 +157,15 @@ def estimate(
             max=1.0,
         ),
     ] = 0.25,
+    allow_code: AllowCodeOpt = False,
+    max_configurations: MaxConfigsOpt = None,
 ) -> None:
     """Token side of every configuration's cost, before any generation (retrieval may run), and the
     smallest accuracy difference the sample can detect when configurations are compared paired."""
     from ragkit.config import ConfigError
     from ragkit.estimate import estimate_experiment, power_note
 
-    experiment = _load(file, set_)
+    experiment = _load(file, set_, allow_code=allow_code, max_configurations=max_configurations)
     try:
         frame = estimate_experiment(experiment, limit=limit)
     except ConfigError as exc:
@@ -129,6 +176,32 @@ def estimate(
 
         questions = int(pd.to_numeric(frame["questions"], errors="coerce").min())
         console.print(power_note(questions, len(experiment.configurations), discordance))
+
+
+@app.command()
+def check(
+    file: FileArg,
+    set_: SetOpt = None,
+    allow_code: AllowCodeOpt = False,
+    max_configurations: MaxConfigsOpt = None,
+) -> None:
+    """Check an experiment without running it: everything `run` checks before a model loads (the
+    YAML, the tracking store, the folders, every component's settings and model files, the data)."""
+    from ragkit.cache import get_cache
+    from ragkit.config import ConfigError
+    from ragkit.runner import build_components, load_datasets, preflight
+
+    experiment = _load(file, set_, allow_code=allow_code, max_configurations=max_configurations)
+    try:
+        preflight(experiment)
+        build_components(experiment, get_cache(experiment.spec.cache_dir))
+        datasets = load_datasets(experiment)
+    except ConfigError as exc:
+        _fail(exc)
+    questions = sum(len(d.examples) for d in datasets.values())
+    console.print(
+        f"ok: {file}: {len(experiment.configurations)} configurations, {questions} questions", markup=False
+    )
 
 
 @app.command()
@@ -165,7 +238,7 @@ def report(
 ) -> None:
     """Tables of finished results (no model runs)."""
     from ragkit.breakdown import metric_columns
-    from ragkit.config import load_experiment
+    from ragkit.config import ConfigError, load_experiment
     from ragkit.metric_info import label as metric_label
     from ragkit.metric_info import resolve as resolve_metric
     from ragkit.report import (
@@ -182,7 +255,10 @@ def report(
         stale_scores_note,
     )
 
-    results = load_results(file)
+    try:
+        results = load_results(file)
+    except ConfigError as exc:
+        _fail(exc)
     if results.empty:
         hint = other_runs_hint(file) if str(file).endswith((".yaml", ".yml")) else ""
         _fail(RuntimeError(f"no finished configurations found for {file}.{hint}"))
@@ -269,18 +345,20 @@ def ui(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
 ) -> None:
     """Start the MLflow UI on loopback for the experiment's tracking store."""
+    from ragkit.security import redact
     from ragkit.tracking import resolve_tracking_uri
 
-    experiment = _load(file, None) if file else None
+    # only the tracking URI is read: nothing is built or imported, so code references may stay
+    experiment = _load(file, None, allow_code=True) if file else None
     uri = resolve_tracking_uri(experiment.spec.tracking_uri if experiment else None)
     server = uri.startswith(("http://", "https://"))
     base = uri.rstrip("/") if server else f"http://127.0.0.1:{port}"
     if file is not None:
         _print_pages(file, base)
     if server:
-        console.print(f"the tracking store is a server: open {uri} in a browser")
+        console.print(f"the tracking store is a server: open {redact(uri)} in a browser", markup=False)
         return
-    console.print(f"MLflow UI for {uri} at {base}  (Ctrl-C to stop)")
+    console.print(f"MLflow UI for {redact(uri)} at {redact(base)}  (Ctrl-C to stop)", markup=False)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
     raise typer.Exit(subprocess.call([*command, "--port", str(port)]))
 

@@ -27,6 +27,11 @@ class Component:
             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
 
+    def check(self) -> None:
+        """Cheap checks the runner makes before any data or weights load (a model file exists, a
+        key may go to that server); raise ValueError or OSError saying what is wrong. Ranges and
+        formats of single parameters are declared in the constructor's annotations instead."""
+
     def spec(self) -> dict[str, Any]:
         """Identity of this component's outputs: type, version and parameters."""
         return {"type": self.registry_name, "version": self.version, **self.get_params()}

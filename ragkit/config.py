@@ -25,14 +25,16 @@ import itertools
 import os
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
-import yaml
 
-from ragkit import registry
+from ragkit import registry, safe_yaml
+from ragkit.constraints import Count, Seed
+from ragkit.security import CodeReference, SafeName, code_reference_problem, name_problem
 from ragkit.types import stable_hash
 
 CATALOG_FOLDERS = {
@@ -50,7 +52,9 @@ class ConfigError(ValueError):
     def __init__(self, file: str | os.PathLike[str] | None, field_path: str, message: str) -> None:
         self.file = str(file) if file else "<config>"
         self.field_path = field_path
-        self.message = message
+        # one line: the CLI prints "error: <file>: <field>: <message>" and nothing else
+        self.message = " ".join(str(message).split())
+        message = self.message
         where = f"{self.file}: {field_path}" if field_path else self.file
         super().__init__(f"{where}: {message}")
 
@@ -92,13 +96,29 @@ def find_catalog(kind: str, name: str) -> Path | None:
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """A YAML file read with :mod:`ragkit.safe_yaml` (duplicate keys, alias bombs, nesting and
+    size are refused before anything is validated)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(path, "", "file not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, "", f"not valid YAML: {exc}") from None
+        if not path.exists():
+            raise ConfigError(path, "", "file not found")
+        if not path.is_file():
+            raise ConfigError(path, "", "not a regular file")
+        size = path.stat().st_size
+        if size > safe_yaml.MAX_BYTES:
+            raise ConfigError(
+                path, "", f"{size:,} bytes; an experiment or catalog file is at most {safe_yaml.MAX_BYTES:,}"
+            )
+        with open(path, "rb") as handle:
+            data = handle.read(safe_yaml.MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        return safe_yaml.loads(data)
+    except safe_yaml.YamlProblem as exc:
+        where = f"line {exc.line}" if exc.line else ""
+        message = str(exc).removeprefix(f"line {exc.line}: ") if exc.line else str(exc)
+        raise ConfigError(path, where, f"not a valid experiment file: {message}") from None
 
 
 # -- component kinds by annotation ---------------------------------------------------------------
@@ -148,7 +168,7 @@ def _optional(annotation: Any) -> bool:
 
 # -- resolution and expansion ----------------------------------------------------------------------
 def _suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3)
+    close = difflib.get_close_matches(str(name), list(dict.fromkeys(known)), n=3)
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
@@ -156,6 +176,8 @@ def _reference(kind: str, ref: Any, file: Any, path: str) -> tuple[dict[str, Any
     """A reference as {"name"?, "type", params...} and the file its parameters came from."""
     type_key = "strategy" if kind == "strategy" else "type"
     if isinstance(ref, str):
+        if name_problem(ref):  # catalog names become file names: never a path
+            raise ConfigError(file, path, f"expected a {kind} name: {name_problem(ref)}")
         catalog = find_catalog(kind, ref)
         if catalog is not None:
             data = read_yaml(catalog)
@@ -179,10 +201,25 @@ def _reference(kind: str, ref: Any, file: Any, path: str) -> tuple[dict[str, Any
             base.update(ref)
             return base, file if ref else source
         if type_key in ref:
-            ref["type"] = ref.pop(type_key)
+            type_name = ref.pop(type_key)
+            if not isinstance(type_name, str):
+                hint = " (a strategy is not swept: write one arm per strategy)" if kind == "strategy" else ""
+                raise ConfigError(
+                    file, f"{path}.{type_key}", f"expected a {kind} type name, got {_shown(type_name)}{hint}"
+                )
+            ref["type"] = type_name
             return ref, file
         raise ConfigError(file, path, f"expected a {kind} name, or a mapping with 'use:' or '{type_key}:'")
-    raise ConfigError(file, path, f"expected a {kind} name or mapping, got {type(ref).__name__} {ref!r}")
+    raise ConfigError(file, path, f"expected a {kind} name or mapping, got {_shown(ref)}")
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value in an error message: its YAML kind and a short repr."""
+    kinds = {type(None): "null", bool: "a boolean", dict: "a mapping", list: "a list", str: "text"}
+    kinds |= {int: "a number", float: "a number"}
+    kind = kinds.get(type(value), f"a {type(value).__name__}")
+    text = repr(value)
+    return f"{kind} {text if len(text) <= limit else text[: limit - 3] + '...'}"
 
 
 def expand_component(
@@ -194,6 +231,7 @@ def expand_component(
     if isinstance(ref, list):
         if not ref:
             raise ConfigError(file, path, "an empty list sweeps over nothing")
+        _check_sweep_size(len(ref), file, path)
         return [
             alt
             for i, r in enumerate(ref)
@@ -243,7 +281,15 @@ def expand_component(
         values = value if sweep else [value]
         if sweep and not values:
             raise ConfigError(source, ppath, "an empty list sweeps over nothing")
-        axes.append([(pname, _check(info.annotation, v, source, ppath)) for v in values])
+        if sweep:
+            _check_sweep_size(len(values), source, ppath)
+        # the declared annotation with its constraints (``Count``: ge=1), validated once per field
+        adapter = pydantic.TypeAdapter(info.rebuild_annotation())
+        axes.append([(pname, _check(adapter, v, source, ppath)) for v in values])
+    total = 1
+    for axis in axes:
+        total *= len(axis)
+    _check_sweep_size(total, source, path)
     out = []
     for combo in itertools.product(*axes):
         resolved: dict[str, Any] = {"type": type_name}
@@ -261,13 +307,62 @@ def _jsonable(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool | list | dict | tuple)
 
 
-def _check(annotation: Any, value: Any, file: Any, path: str) -> Any:
+def _check(adapter: pydantic.TypeAdapter[Any], value: Any, file: Any, path: str) -> Any:
     try:
-        checked = pydantic.TypeAdapter(annotation).validate_python(value)
+        checked = adapter.validate_python(value)
+        if _has_bool(value):
+            # lax validation reads true as 1 (`sample: true` ran one question): a boolean must be
+            # one where the parameter's type says so
+            adapter.validate_python(value, strict=True)
     except pydantic.ValidationError as exc:
         problem = exc.errors()[0]
-        raise ConfigError(file, path, f"{problem['msg']} (got {value!r})") from None
+        where, inner = _inner_path(value, problem["loc"])
+        shown = "" if problem["type"] == "value_error" else f" (got {_shown(inner)})"
+        raise ConfigError(file, path + where, f"{_message(problem)}{shown}") from None
     return value if isinstance(checked, tuple | set | frozenset) else checked
+
+
+def _inner_path(value: Any, loc: tuple[Any, ...]) -> tuple[str, Any]:
+    """The part of pydantic's error location that is inside ``value`` (``[0]``, ``.key``) and the
+    value found there; union member tags such as ``constrained-float`` are not part of it."""
+    where = ""
+    for part in loc:
+        if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            where, value = f"{where}[{part}]", value[part]
+        elif isinstance(value, dict) and part in value:
+            where, value = f"{where}.{part}", value[part]
+    return where, value
+
+
+def _has_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, list):
+        return any(_has_bool(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_bool(v) for v in value.values())
+    return False
+
+
+def _message(problem: Any) -> str:
+    """pydantic's message without its "Value error, " prefix (our validators say what's expected)."""
+    return str(problem["msg"]).removeprefix("Value error, ")
+
+
+# A sweep this large is a mistake (a generated list, a typo'd range): refuse it with the count
+# before validating or expanding it, instead of hanging. Experiments choose their own limit.
+MAX_CONFIGURATIONS = 1000
+HARD_LIMIT = 100_000  # any single sweep inside a file, whatever the experiment's limit
+
+
+def _check_sweep_size(count: int, file: Any, path: str, limit: int = HARD_LIMIT) -> None:
+    if count > limit:
+        raise ConfigError(
+            file,
+            path,
+            f"expands to {count:,} configurations; the limit is {limit:,}"
+            " (sweep fewer values, or raise the limit with --max-configurations)",
+        )
 
 
 def build_component(kind: str, resolved: dict[str, Any]) -> Any:
@@ -335,23 +430,51 @@ def scoring_settings(resolved: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     return {"evaluation": evaluation, "scoring_version": SCORING_VERSION, "seed": seed}
 
 
+# MLflow tracking stores ragkit can log to; anything else (ftp://, a typo) fails here, not in MLflow.
+TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "databricks", "postgresql", "mysql", "mssql")
+
+
+def _tracking_uri(value: str | None) -> str | None:
+    if value is None:
+        return None
+    scheme = value.split("://", 1)[0].split("+", 1)[0].lower() if "://" in value else ""
+    if (
+        not value.strip()
+        or (scheme and scheme not in TRACKING_SCHEMES)
+        or (not scheme and value.startswith(("ftp:", "ssh:", "s3:", "gs:")))
+    ):
+        from ragkit.security import redact
+
+        raise ValueError(
+            "expected sqlite:///path/to/mlflow.db, http(s)://server, file:/folder or a database URL"
+            f" ({', '.join(TRACKING_SCHEMES)}), got {redact(value)!r}"
+        )
+    return value
+
+
+def _folder(value: str | None) -> str | None:
+    if value is not None and (not value.strip() or "\0" in value):
+        raise ValueError("expected a folder path")
+    return value
+
+
 class ExperimentFile(pydantic.BaseModel):
     """The top level of an experiment YAML."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
-    name: str
+    name: SafeName  # becomes a folder under output_dir and the MLflow experiment name
     description: str = ""
     dataset: Any
     generator: Any = "smollm2"
     arms: list[dict[str, Any]]
     evaluation: Evaluation = Evaluation()
-    tracking_uri: str | None = None
+    tracking_uri: Annotated[str | None, pydantic.AfterValidator(_tracking_uri)] = None
     tracking: Tracking = Tracking()
-    output_dir: str = "runs"
-    cache_dir: str | None = None
-    batch_size: int = pydantic.Field(16, ge=1)
-    limit: int | None = pydantic.Field(None, ge=1)
-    seed: int = 0
+    output_dir: Annotated[str, pydantic.AfterValidator(_folder)] = "runs"
+    cache_dir: Annotated[str | None, pydantic.AfterValidator(_folder)] = None
+    batch_size: Annotated[Count, pydantic.Strict()] = 16
+    limit: Annotated[Count | None, pydantic.Strict()] = None
+    seed: Annotated[Seed, pydantic.Strict()] = 0
 
 
 @dataclass
@@ -405,9 +528,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], file: Any) -> dic
     raw = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(file, item, "an override must look like key.path=value")
-        key, value = item.split("=", 1)
+            raise ConfigError(file, f"--set {item}", "an override must look like key.path=value")
+        key, text = item.split("=", 1)
+        try:
+            value = safe_yaml.loads(text)
+        except safe_yaml.YamlProblem as exc:
+            message = str(exc).removeprefix(f"line {exc.line}: ") if exc.line else str(exc)
+            raise ConfigError(
+                file, f"--set {key}", f"the value {text!r} is not valid YAML: {message}"
+            ) from None
         parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(file, f"--set {key}", "expected a dotted field path such as arms.0.k")
         node: Any = raw
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -415,18 +547,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], file: Any) -> dic
                 if not part.isdigit() or int(part) >= len(node):
                     raise ConfigError(file, key, f"{part!r} is not an index of a list of {len(node)}")
                 if last:
-                    node[int(part)] = yaml.safe_load(value)
+                    node[int(part)] = value
                 else:
                     node = node[int(part)]
             elif isinstance(node, dict):
                 if last:
-                    node[part] = yaml.safe_load(value)
+                    node[part] = value
                 else:
                     if not isinstance(node.get(part), dict | list):
                         node[part] = {} if node.get(part) is None else {"use": node[part]}
                     node = node[part]
             else:
-                raise ConfigError(file, key, f"cannot set a field inside {node!r}")
+                raise ConfigError(file, key, f"cannot set a field inside {_shown(node)}")
     return raw
 
 
@@ -471,21 +603,36 @@ def _short(path: str) -> str:
 def load_experiment(
     source: str | os.PathLike[str] | dict[str, Any],
     overrides: list[str] | None = None,
+    *,
+    allow_code: bool = False,
+    max_configurations: int = MAX_CONFIGURATIONS,
 ) -> Experiment:
-    """Read, validate and expand an experiment (a YAML path or an already-parsed dict)."""
+    """Read, validate and expand an experiment (a YAML path or an already-parsed dict).
+
+    ``allow_code``: the file may name callables outside :data:`ragkit.security.ALLOWED_CODE_MODULES`
+    (the user's ``--allow-code``). ``max_configurations``: refuse larger sweeps, with the count.
+    """
     file = None if isinstance(source, dict) else Path(source)
     raw = source if isinstance(source, dict) else read_yaml(source)
     if not isinstance(raw, dict):
-        raise ConfigError(file, "", "an experiment file must be a mapping")
+        raise ConfigError(file, "", f"an experiment file must be a mapping of fields, got {_shown(raw)}")
     raw = apply_overrides(raw, overrides or [], file)
     try:
         spec = ExperimentFile.model_validate(raw)
     except pydantic.ValidationError as exc:
-        problem = exc.errors()[0]
-        loc = ".".join(str(p) for p in problem["loc"])
-        msg = problem["msg"]
+        # an unknown field first: a misspelled `nmae` also makes `name` missing, and "unknown field
+        # 'nmae'; did you mean 'name'" is the message that helps
+        problems = sorted(exc.errors(), key=lambda p: p["type"] != "extra_forbidden")
+        problem = problems[0]
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"]).lstrip(".")
+        msg = _message(problem)
         if problem["type"] == "extra_forbidden":
-            msg = f"unknown field{_suggest(str(problem['loc'][-1]), list(ExperimentFile.model_fields))}"
+            section = {"evaluation": Evaluation, "tracking": Tracking}.get(loc.split(".")[0], ExperimentFile)
+            known = list(section.model_fields) if "." in loc else list(ExperimentFile.model_fields)
+            key = str(problem["loc"][-1])
+            msg = f"unknown field {key!r}{_suggest(key, known)}"
+        elif problem["type"] not in ("missing", "value_error") and "input" in problem:
+            msg = f"{msg} (got {_shown(problem['input'])})"
         raise ConfigError(file, loc, msg) from None
     if not spec.arms:
         raise ConfigError(file, "arms", "an experiment needs at least one arm")
@@ -501,14 +648,19 @@ def load_experiment(
     for index, arm in enumerate(spec.arms):
         arm = dict(arm)
         label = arm.pop("label", None)
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise ConfigError(file, f"arms[{index}].label", f"expected a non-empty text, got {_shown(label)}")
         if "strategy" not in arm:
             raise ConfigError(file, f"arms[{index}].strategy", "missing: which strategy this arm runs")
         strategies = expand_component("strategy", arm, file, f"arms[{index}]", seed=spec.seed)
+        count = len(configurations) + len(datasets) * len(generators) * len(strategies)
+        _check_sweep_size(count, file, f"arms[{index}]" if index else "arms", max_configurations)
         for ds, gen, strat in itertools.product(datasets, generators, strategies):
             resolved = {"dataset": ds, "generator": gen, "strategy": strat, "evaluation": evaluation}
             configurations.append(
                 Configuration(resolved=resolved, name=label or strat["type"], arm=index, seed=spec.seed)
             )
+    _check_code_references(configurations, file, allow_code)
     shared = [
         k for k in _varying_leaves([c.resolved for c in configurations]) if not k.startswith("strategy.")
     ]
@@ -550,6 +702,41 @@ def load_experiment(
             raise ConfigError(file, "arms", f"configuration {c.name!r} appears twice (same resolved config)")
         seen[c.hash] = 1
     return Experiment(file=file, spec=spec, raw=raw, configurations=configurations)
+
+
+def _code_references(kind: str, resolved: dict[str, Any], path: str) -> Iterator[tuple[str, str, Any]]:
+    """(field path, value, marker) of every parameter declared as a :class:`CodeReference`."""
+    fields = registry.params_model(registry.get(kind, resolved["type"])).model_fields
+    for pname, info in fields.items():
+        value = resolved.get(pname)
+        sub_kind = component_kind(info.annotation)
+        if sub_kind is not None and isinstance(value, dict):
+            yield from _code_references(sub_kind, value, f"{path}.{pname}")
+            continue
+        for marker in info.metadata:
+            if isinstance(marker, CodeReference) and isinstance(value, str):
+                yield f"{path}.{pname}", value, marker
+
+
+def _check_code_references(configurations: list[Configuration], file: Any, allow_code: bool) -> None:
+    """An experiment file that imports code is code: refuse it unless the user said --allow-code."""
+    seen: set[tuple[str, str]] = set()
+    for c in configurations:
+        roots = [
+            ("dataset", "dataset", c.resolved["dataset"]),
+            ("generator", "generator", c.resolved["generator"]),
+        ]
+        roots.append(("strategy", f"arms[{c.arm}]", c.resolved["strategy"]))
+        if c.resolved["evaluation"].get("judge"):
+            roots.append(("generator", "evaluation.judge", c.resolved["evaluation"]["judge"]))
+        for kind, path, resolved in roots:
+            for field_path, value, marker in _code_references(kind, resolved, path):
+                if (field_path, value) in seen:
+                    continue
+                seen.add((field_path, value))
+                problem = code_reference_problem(value, marker, allow_code)
+                if problem:
+                    raise ConfigError(file, field_path, problem)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ without re-running anything.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from ragkit.breakdown import breakdown, breakdown_fields, name_field  # noqa: F4
 from ragkit.config import flatten, load_experiment, prediction_settings
 from ragkit.metric_info import METRICS, label
 from ragkit.types import stable_hash
+
+log = logging.getLogger(__name__)
 
 # The accuracy columns a table leads with, most trustworthy first: a judge's verdicts when one was
 # configured, the free-form approximation for sentence answers (LaRA), exact needle scores, and
@@ -87,7 +90,7 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
     current hash, but finished with the same settings under older component versions, is reported
     from that run with ``older_version`` set (the CLI says so): a version bump must not make
     earlier results vanish from the experiment's report, nor pass them off as current."""
-    experiment = load_experiment(path)
+    experiment = load_experiment(path, allow_code=True)  # read only: nothing is built or imported
     base = Path(experiment.spec.output_dir) / experiment.name
     rows, dirs = [], []
     older: dict[str, Path] | None = None
@@ -118,11 +121,39 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
             current = {k: ran.get(k) if k.endswith("version") else v for k, v in current.items()}
             row["version_changes"] = ", ".join(changed)
         row.update(current)
-        summary = json.loads(summary_file.read_text())
+        summary = _read_summary(summary_file)
+        if summary is None:
+            continue
         row.update({k: v for k, v in summary.items() if k not in ("name", "config_hash")})
         rows.append(row)
         dirs.append(run_dir)
     return pd.DataFrame(rows), dirs
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    """A run's summary.json, or None (with a warning) when it is damaged: the report goes on without
+    that configuration, and `ragkit run` rewrites the file from the predictions."""
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s is damaged (%s); left out of the report until `ragkit run` rewrites it", path, exc)
+        return None
+    if not isinstance(summary, dict):
+        log.warning("%s is damaged (not a JSON object); left out of the report", path)
+        return None
+    return summary
+
+
+def _read_scores(path: Path) -> pd.DataFrame | None:
+    """A run's scores.parquet; None when missing, or damaged (with a warning: `ragkit run`
+    rewrites it from the predictions)."""
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file; all mean the same
+        log.warning("%s is damaged (%s); left out until `ragkit run` rewrites it", path, exc)
+        return None
 
 
 def older_versions_note(results: pd.DataFrame, source: str | os.PathLike[str]) -> str:
@@ -207,9 +238,9 @@ def load_scores(source: str | os.PathLike[str], tracking_uri: str | None = None)
         # Names come from the experiment as it is now (naming rules can change after a run).
         names = dict(zip(results["config_hash"], results["config_name"], strict=True)) if dirs else {}
         frames = [
-            pd.read_parquet(d / "scores.parquet").assign(config_name=names[d.name])
+            frame.assign(config_name=names[d.name])
             for d in dirs
-            if (d / "scores.parquet").exists()
+            if (frame := _read_scores(d / "scores.parquet")) is not None
         ]
     else:
         import tempfile
@@ -394,7 +425,7 @@ def other_runs_hint(path: str | os.PathLike[str]) -> str:
     """Why a YAML found no finished configurations, when older ones exist: its configurations hash
     differently now (edited settings, or a component version bumped by a ragkit upgrade). Names the
     folder and the MLflow parent runs that still hold them, which ``ragkit report RUN_ID`` reads."""
-    experiment = load_experiment(path)
+    experiment = load_experiment(path, allow_code=True)  # read only
     base = Path(experiment.spec.output_dir) / experiment.name
     current = {c.hash for c in experiment.configurations}
     older = [f.parent.name for f in base.glob("*/summary.json") if f.parent.name not in current]

@@ -28,13 +28,18 @@ import pandas as pd
 import yaml
 
 from ragkit.breakdown import LENGTH_COLUMN
-from ragkit.budget import price_predictions
-from ragkit.cache import Cache, get_cache
+from ragkit.budget import BudgetError, price_predictions
+from ragkit.cache import Cache, default_cache_dir, get_cache
 from ragkit.cached import CachedGenerator, CachedRetriever
+from ragkit.component import Component
 from ragkit.config import ConfigError, Configuration, Experiment, build_component, flatten
 from ragkit.lengths import document_tokens
+from ragkit.predictions_file import append_predictions, read_predictions
+from ragkit.preflight import check_tracking_store, check_writable_folder
 from ragkit.retrievers.base import Retriever
-from ragkit.tracking import Tracker, check_reachable, questions_hash, resolve_tracking_uri
+from ragkit.run_lock import experiment_lock, store_lock
+from ragkit.security import redact
+from ragkit.tracking import Tracker, questions_hash, resolve_tracking_uri
 from ragkit.types import Prediction, stable_hash
 
 log = logging.getLogger(__name__)
@@ -64,9 +69,47 @@ class Prepared:
 
 
 def prepare(experiment: Experiment, *, limit: int | None = None, cache: Cache | None = None) -> Prepared:
-    """Load data and construct every component; errors name the file and field."""
-    file = experiment.file
+    """Construct and check every component, then load data; errors name the file and field.
+    Components first: their checks (a model path, a device) are instant, loading data is not."""
     cache = cache or get_cache(experiment.spec.cache_dir)
+    generators, strategies, judge = build_components(experiment, cache)
+    datasets = load_datasets(experiment, limit=limit)
+    prepared = Prepared(experiment, datasets, strategies, generators, cache, judge)
+    _share_retrieval(prepared)
+    return prepared
+
+
+def build_components(experiment: Experiment, cache: Cache) -> tuple[dict[str, Any], list[Any], Any]:
+    """Generators (by hash, wrapped in the generation cache), one strategy per configuration and
+    the judge, each checked (:meth:`Component.check`); no weights load."""
+    file = experiment.file
+    generators: dict[str, Any] = {}
+    strategies = []
+    for index, c in enumerate(experiment.configurations):
+        gkey = stable_hash(c.resolved["generator"])
+        try:
+            if gkey not in generators:
+                built = build_component("generator", c.resolved["generator"])
+                check_components(built, file, "generator")
+                generators[gkey] = CachedGenerator(built, cache)
+            strategy = build_component("strategy", c.resolved["strategy"])
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, ImportError) as exc:
+            raise ConfigError(file, f"arms[{c.arm}]", f"configuration {index} ({c.name}): {exc}") from exc
+        check_components(strategy, file, f"arms[{c.arm}]")
+        strategies.append(strategy)
+    judge = None
+    if experiment.configurations[0].resolved["evaluation"].get("judge"):
+        built = build_component("generator", experiment.configurations[0].resolved["evaluation"]["judge"])
+        check_components(built, file, "evaluation.judge")
+        judge = CachedGenerator(built, cache)
+    return generators, strategies, judge
+
+
+def load_datasets(experiment: Experiment, *, limit: int | None = None) -> dict[str, Any]:
+    """Every dataset of the experiment (by hash), limited to ``limit`` questions, checked."""
+    file = experiment.file
     limit = limit or experiment.spec.limit
     datasets: dict[str, Any] = {}
     for c in experiment.configurations:
@@ -74,7 +117,9 @@ def prepare(experiment: Experiment, *, limit: int | None = None, cache: Cache | 
         if key in datasets:
             continue
         try:
-            loaded = build_component("dataset", c.resolved["dataset"]).load()
+            loader = build_component("dataset", c.resolved["dataset"])
+            check_components(loader, file, "dataset")
+            loaded = loader.load()
         except ConfigError:
             raise
         except (OSError, ValueError, KeyError, ImportError) as exc:
@@ -83,29 +128,54 @@ def prepare(experiment: Experiment, *, limit: int | None = None, cache: Cache | 
             raise ConfigError(
                 file, "dataset", "the dataset selection has no questions (check filters and sample)"
             )
+        check_examples(loaded, file)
         if limit is not None:
             loaded.examples = loaded.examples[:limit]
         datasets[key] = loaded
-    generators: dict[str, Any] = {}
-    strategies = []
-    for index, c in enumerate(experiment.configurations):
-        gkey = stable_hash(c.resolved["generator"])
-        try:
-            if gkey not in generators:
-                generators[gkey] = CachedGenerator(
-                    build_component("generator", c.resolved["generator"]), cache
-                )
-            strategies.append(build_component("strategy", c.resolved["strategy"]))
-        except (TypeError, ValueError, ImportError) as exc:
-            raise ConfigError(file, f"arms[{c.arm}]", f"configuration {index} ({c.name}): {exc}") from exc
-    judge = None
-    if experiment.configurations[0].resolved["evaluation"].get("judge"):
-        judge = CachedGenerator(
-            build_component("generator", experiment.configurations[0].resolved["evaluation"]["judge"]), cache
+    return datasets
+
+
+def preflight(experiment: Experiment) -> tuple[str, Path]:
+    """Everything about the environment a run needs, checked before any data or model loads: the
+    tracking store, the output and cache folders. Returns the tracking URI and the runs folder."""
+    uri = resolve_tracking_uri(experiment.spec.tracking_uri)
+    check_tracking_store(uri, experiment.file)
+    output_dir = check_writable_folder(experiment.spec.output_dir, experiment.file, "output_dir")
+    check_writable_folder(experiment.spec.cache_dir or default_cache_dir(), experiment.file, "cache_dir")
+    return uri, output_dir / experiment.name
+
+
+def check_examples(loaded: Any, file: Any) -> None:
+    """What every loader's data must satisfy for scores to mean anything, whichever loader read it:
+    an empty reference answer is "contained" in every answer; a question without documents (and
+    no shared corpus) has nothing to retrieve from."""
+    empty = [e.id for e in loaded.examples if any(not str(a).strip() for a in e.answers)]
+    if empty:
+        raise ConfigError(
+            file, "dataset", f"{len(empty)} question(s) have an empty reference answer (e.g. {empty[0]!r})"
         )
-    prepared = Prepared(experiment, datasets, strategies, generators, cache, judge)
-    _share_retrieval(prepared)
-    return prepared
+    if loaded.corpus is None:
+        bare = [e.id for e in loaded.examples if not e.documents]
+        if bare:
+            raise ConfigError(
+                file,
+                "dataset",
+                f"{len(bare)} question(s) have no documents and the dataset has no shared corpus"
+                f" (e.g. {bare[0]!r})",
+            )
+
+
+def check_components(component: Any, file: Any, path: str) -> None:
+    """``component.check()`` and that of every component inside it (a strategy's retriever, a
+    haystack's base dataset), as a ConfigError naming the field."""
+    for name, value in vars(component).items():
+        if isinstance(value, Component) and not name.endswith("_"):
+            check_components(value, file, f"{path}.{name}")
+    if isinstance(component, Component):
+        try:
+            component.check()
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
+            raise ConfigError(file, path, str(exc)) from None
 
 
 def _share_retrieval(prepared: Prepared) -> None:
@@ -131,42 +201,6 @@ def _share_retrieval(prepared: Prepared) -> None:
                 wrapped = CachedRetriever(value, prepared.cache, depth[stable_hash(value.spec())])
                 setattr(strategy, name, wrapped)
                 prepared.retrievers.append(wrapped)
-
-
-# -- predictions on disk --------------------------------------------------------------------------
-def read_predictions(path: Path) -> dict[str, Prediction]:
-    """Finished predictions; a line cut by a kill is skipped (that question is redone)."""
-    done: dict[str, Prediction] = {}
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                prediction = Prediction.from_dict(json.loads(line))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                log.warning(
-                    "%s:%d: unreadable prediction (interrupted write?); it will be recomputed", path, number
-                )
-                continue
-            done[prediction.example_id] = prediction
-    return done
-
-
-def append_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb") as handle:  # a kill mid-write leaves a line without its newline:
-            handle.seek(-1, os.SEEK_END)  # end it, so the next record is not glued onto it
-            unterminated = handle.read(1) != b"\n"
-        if unterminated:
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write("\n")
-    with open(path, "a", encoding="utf-8") as handle:
-        for p in predictions:
-            handle.write(json.dumps(p.to_dict(), ensure_ascii=False, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def documents_together(examples: Sequence[Any]) -> list[Any]:
@@ -212,6 +246,24 @@ def _write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
     tmp = path.with_name(f"tmp_{path.name}")
     writer(tmp)
     os.replace(tmp, path)
+
+
+def write_config_file(path: Path, configuration: Configuration) -> None:
+    """The resolved configuration beside its predictions (credentials in URLs redacted); written
+    when missing and rewritten when it does not read back as this configuration (a damaged file)."""
+    document = {"name": configuration.name, "config_hash": configuration.hash, **configuration.resolved}
+    document = redact(document)
+    try:
+        existing = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(existing, dict) and existing.get("config_hash") == configuration.hash:
+            return
+        if path.exists():
+            log.warning("%s is damaged or belongs to another configuration; rewriting it", path)
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        log.warning("%s is damaged; rewriting it", path)
+    _write_atomic(path, lambda p: p.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8"))
 
 
 # -- running -----------------------------------------------------------------------------------------
@@ -272,10 +324,7 @@ def run_configuration(
         os.replace(legacy, run_dir)
         (run_dir / "config.yaml").unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        document = {"name": configuration.name, "config_hash": configuration.hash, **configuration.resolved}
-        _write_atomic(config_file, lambda p: p.write_text(yaml.safe_dump(document, sort_keys=False)))
+    write_config_file(run_dir / "config.yaml", configuration)
     predictions_path = run_dir / "predictions.jsonl"
     done = read_predictions(predictions_path)
     examples = dataset.examples
@@ -286,7 +335,14 @@ def run_configuration(
         progress(configuration.name, len(examples) - len(todo), len(examples))
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
-        predictions = strategy.run(chunk, generator, dataset.corpus)
+        try:
+            predictions = strategy.run(chunk, generator, dataset.corpus)
+        except BudgetError as exc:
+            budget = getattr(strategy, "budget", None)
+            where = f"arms[{configuration.arm}].budget" if budget is not None else "generator.context_window"
+            raise ConfigError(
+                experiment.file, where, f"configuration {configuration.name!r}: {exc}"
+            ) from None
         if len(predictions) != len(chunk):
             raise RuntimeError(
                 f"{type(strategy).__name__} returned {len(predictions)} predictions for {len(chunk)}"
@@ -375,14 +431,38 @@ def run_experiment(
     limit: int | None = None,
     progress: ProgressHook | None = None,
     only: Sequence[int] | None = None,
+    wait: bool = False,
 ) -> list[ConfigResult]:
-    """Run (or resume) every configuration and log them to MLflow. Returns results in order."""
-    uri = resolve_tracking_uri(experiment.spec.tracking_uri)
-    check_reachable(uri)  # fail fast, before any data or model loads
+    """Run (or resume) every configuration and log them to MLflow. Returns results in order.
+    ``wait``: when another run of this experiment holds its lock, wait for it instead of refusing."""
+    uri, output_dir = preflight(experiment)  # fail fast: the store, the folders
+    with experiment_lock(output_dir, experiment.name, wait=wait):
+        return _run_locked(experiment, uri, output_dir, limit=limit, progress=progress, only=only)
+
+
+def _run_locked(
+    experiment: Experiment,
+    uri: str,
+    output_dir: Path,
+    *,
+    limit: int | None,
+    progress: ProgressHook | None,
+    only: Sequence[int] | None,
+) -> list[ConfigResult]:
     prepared = prepare(experiment, limit=limit)
-    tracker = Tracker(uri, experiment.name, experiment.hash)
-    logged = tracker.logged_children()
-    output_dir = Path(experiment.spec.output_dir) / experiment.name
+    # MLflow is opened when the first configuration has finished: a run that stops at its first
+    # batch (a budget smaller than the prompt) leaves no parent run behind, and costs no store set-up
+    tracker: Tracker | None = None
+    logged: dict[str, tuple[str, str, str]] = {}
+
+    def opened() -> Tracker:
+        nonlocal tracker, logged
+        if tracker is None:
+            with store_lock(uri):
+                tracker = Tracker(uri, experiment.name, experiment.hash)
+            logged = tracker.logged_children()
+        return tracker
+
     results = []
     started = time.perf_counter()
     indices = list(only) if only is not None else range(len(experiment.configurations))
@@ -394,6 +474,7 @@ def run_experiment(
     try:
         for index in indices:
             result = run_configuration(prepared, index, output_dir=output_dir, progress=progress)
+            tracker = opened()
             dataset = prepared.datasets[stable_hash(result.configuration.resolved["dataset"])]
             qhash = questions_hash(e.id for e in dataset.examples)
             key = f"{result.configuration.hash}:{qhash}"
@@ -430,10 +511,12 @@ def run_experiment(
                 _log_traces(tracker, result, dataset.examples, experiment.spec.tracking.trace_limit())
             results.append(result)
     except BaseException:
-        tracker.finish("KILLED")
+        if tracker is not None:
+            tracker.finish("KILLED")
         raise
     finally:
         tracing.close()
+    tracker = opened()
     from ragkit.report import results_frame
 
     table = results_frame(results)
@@ -441,7 +524,7 @@ def run_experiment(
         params={"n_configurations": len(experiment.configurations), "experiment_file": str(experiment.file)},
         artifacts=[],
         texts={
-            "experiment.yaml": yaml.safe_dump(experiment.raw, sort_keys=False),
+            "experiment.yaml": yaml.safe_dump(redact(experiment.raw), sort_keys=False),
             "results.csv": table.to_csv(index=False),
             "wall_seconds.txt": f"{time.perf_counter() - started:.1f}\n",
         },

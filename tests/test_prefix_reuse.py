@@ -68,9 +68,10 @@ def test_prompts_without_a_long_shared_prefix_are_batched_as_before(long_model):
 
 
 def test_prefix_reuse_is_not_part_of_the_generation_cache_key(long_model):
-    assert TransformersGenerator(model=long_model, prefix_reuse=False).spec() == TransformersGenerator(
-        model=long_model
-    ).spec()
+    assert (
+        TransformersGenerator(model=long_model, prefix_reuse=False).spec()
+        == TransformersGenerator(model=long_model).spec()
+    )
 
 
 def test_runner_puts_a_documents_questions_together():

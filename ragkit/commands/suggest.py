@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ragkit.allocation import DEFAULT_DIMS, Dim, parse_dim, with_dims
@@ -77,7 +78,7 @@ def parent_run(source: str, tracking_uri: str | None = None) -> tuple[str | None
 
     from ragkit.config import load_experiment
 
-    experiment = load_experiment(source)
+    experiment = load_experiment(source, allow_code=True)  # read only: nothing is built
     uri = resolve_tracking_uri(tracking_uri or experiment.spec.tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment.name)
@@ -247,7 +248,13 @@ def suggest_command(
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    results = load_results(source, tracking_uri)
+    from ragkit.config import ConfigError
+
+    try:
+        results = load_results(source, tracking_uri)
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     if results.empty:
         console.print(f"[bold red]error:[/] no finished configurations found for {source}")
         raise typer.Exit(2)
@@ -268,7 +275,7 @@ def suggest_command(
         if Path(source).is_file():
             from ragkit.config import load_experiment
 
-            spec = load_experiment(source)
+            spec = load_experiment(source, allow_code=True)  # read only
             output = Path(spec.spec.output_dir) / spec.name / "suggest"
         else:
             output = Path("runs") / str(source)[:12] / "suggest"

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ragkit.constraints import Count, Fraction, Seed, Tokens
 from ragkit.data._haystack_tools import (
     TokenCounter,
     fill,
@@ -100,16 +101,16 @@ class Needle(DatasetLoader):
     def __init__(
         self,
         *,
-        length: int | str = 4096,
-        depth: float | Literal["random"] = 0.5,
-        needles: int = 1,
+        length: Tokens | str = 4096,
+        depth: Fraction | Literal["random"] = 0.5,
+        needles: Count = 1,
         variant: Literal["single", "multi-key", "multi-value"] = "single",
         tokenizer: str = "smollm2",
-        n: int = 20,
-        passage_tokens: int = 200,
+        n: Count = 20,
+        passage_tokens: Tokens = 200,
         path: str | None = None,
-        sample: int | None = None,
-        seed: int = 0,
+        sample: Count | None = None,
+        seed: Seed = 0,
         partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:

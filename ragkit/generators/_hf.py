@@ -81,6 +81,26 @@ class HFPromptGenerator(Generator):
             return str(path.parent), path.name
         return (str(path) if path.exists() else self.model), self.gguf_file
 
+    def check(self) -> None:
+        """The model's files can be found here (packaged, local, or a hub id already in the local
+        Hugging Face cache), before the tokenizer or weights load: a wrong path used to fail only
+        after minutes of data loading, or at the first batch."""
+        if self.model in packaged.PACKAGED and self.gguf_file is None:
+            packaged.resolve(self.model)  # PackagedModelError names the pip command
+            return
+        path = Path(self.model).expanduser()
+        if path.exists():
+            if path.is_dir() and self.gguf_file and not (path / self.gguf_file).is_file():
+                raise ModelLoadError(f"model {self.model!r}: no file {self.gguf_file!r} in that folder")
+            return
+        if self.model.startswith(("/", "./", "../", "~")) or self.model.endswith(".gguf"):
+            raise ModelLoadError(f"model {self.model!r}: no such file or folder")
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(self.model, self.gguf_file or "config.json")
+        if not isinstance(cached, str):
+            raise self._load_error("files", FileNotFoundError("not in the local Hugging Face cache"))
+
     def model_fingerprint(self) -> str:
         """What identifies the weights beyond ``model`` (package version, file size)."""
         if self.model in packaged.PACKAGED and self.gguf_file is None:

@@ -44,9 +44,7 @@ class PrefixGroup:
     shared: int = 0
 
 
-def group_by_prefix(
-    ids: Sequence[Sequence[int]], min_shared: int = MIN_SHARED_TOKENS
-) -> list[PrefixGroup]:
+def group_by_prefix(ids: Sequence[Sequence[int]], min_shared: int = MIN_SHARED_TOKENS) -> list[PrefixGroup]:
     """Groups of prompts sharing at least ``min_shared`` leading tokens, members in sorted order.
 
     Sorting the token sequences puts prompts with a common prefix next to each other, and the

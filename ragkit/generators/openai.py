@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ragkit.constraints import Count, NonNegativeInt, PositiveFloat, Tokens
 from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo, Prices
 from ragkit.registry import register
+from ragkit.security import ApiKeyEnv
 
 
 class ServerError(RuntimeError):
@@ -88,18 +90,18 @@ class OpenAIGenerator(Generator):
         *,
         model: str,
         base_url: str = "http://127.0.0.1:8000/v1",
-        api_key_env: str = "OPENAI_API_KEY",
-        max_new_tokens: int = 32,
-        context_window: int = 8192,
+        api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+        max_new_tokens: Tokens = 32,
+        context_window: Tokens = 8192,
         tokenizer: str = "cl100k",
-        timeout: float = 60,
-        concurrency: int = 4,
+        timeout: PositiveFloat = 60,
+        concurrency: Count = 4,
         stream: bool = True,
         stop: list[str] | None = None,
         prefix_reuse: bool = True,
-        n_params: int = 0,
-        n_layers: int = 0,
-        d_model: int = 0,
+        n_params: NonNegativeInt = 0,
+        n_layers: NonNegativeInt = 0,
+        d_model: NonNegativeInt = 0,
         prices: Prices | None = None,
     ) -> None:
         self.model = model
@@ -125,6 +127,17 @@ class OpenAIGenerator(Generator):
         stored = {"tokenizer": "tokenizer_name", "context_window": "context_window_"}
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
         return {n: getattr(self, stored.get(n, n)) for n in names}
+
+    def check(self) -> None:
+        from urllib.parse import urlsplit
+
+        from ragkit.security import key_transport_problem, redact
+
+        if urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ValueError(f"base_url: expected an http:// or https:// URL, got {redact(self.base_url)!r}")
+        problem = key_transport_problem(self.base_url, self.api_key_env)
+        if problem:
+            raise ValueError(f"base_url: {problem}")
 
     @property
     def tokenizer(self) -> Any:
@@ -155,6 +168,7 @@ class OpenAIGenerator(Generator):
 
         session = http.Session()
         key = os.environ.get(self.api_key_env)
+        self.check()  # never send the key where it must not go, whoever built this generator
         if key:
             session.headers["Authorization"] = f"Bearer {key}"
         jobs = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ragkit.constraints import NonNegativeInt, Tokens
 from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo, Prices
 from ragkit.registry import register
 
@@ -45,9 +46,9 @@ class ScriptedGenerator(Generator):
         *,
         script: dict[str, str] | None = None,
         default: str = "unknown",
-        context_window: int = 4096,
-        max_new_tokens: int = 16,
-        n_params: int = 1_000_000,
+        context_window: Tokens = 4096,
+        max_new_tokens: Tokens = 16,
+        n_params: NonNegativeInt = 1_000_000,
         prices: Prices | None = None,
     ) -> None:
         self.script = script

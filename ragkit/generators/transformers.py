@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ragkit.constraints import Count, Device, Tokens, TorchDtype
 from ragkit.generators._hf import (
     HFPromptGenerator,
     PromptStyle,
@@ -70,11 +71,11 @@ class TransformersGenerator(PrefixReuse, HFPromptGenerator):
         *,
         model: str = "smollm2",
         gguf_file: str | None = None,
-        max_new_tokens: int = 32,
-        batch_size: int = 8,
-        dtype: str = "auto",
-        device: str = "auto",
-        context_window: int | None = None,
+        max_new_tokens: Tokens = 32,
+        batch_size: Count = 8,
+        dtype: TorchDtype = "auto",
+        device: Device = "auto",
+        context_window: Tokens | None = None,
         prompt_style: PromptStyle = "auto",
         stop: list[str] | None = None,
         prefix_reuse: bool = True,

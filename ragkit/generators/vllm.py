@@ -19,8 +19,9 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from ragkit.constraints import Count, PositiveFloat, PositiveFraction, Tokens
 from ragkit.generators._hf import HFPromptGenerator, PromptStyle
 from ragkit.generators.base import Generation, GenerationRequest, Prices
 from ragkit.registry import register
@@ -45,14 +46,14 @@ class VLLMGenerator(HFPromptGenerator):
         *,
         model: str = "smollm2",
         gguf_file: str | None = None,
-        max_new_tokens: int = 32,
-        dtype: str = "auto",
-        context_window: int | None = None,
+        max_new_tokens: Tokens = 32,
+        dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto",
+        context_window: Tokens | None = None,
         prompt_style: PromptStyle = "auto",
         stop: list[str] | None = None,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.9,
-        kv_cache_gb: float | None = None,
+        tensor_parallel_size: Count = 1,
+        gpu_memory_utilization: PositiveFraction = 0.9,
+        kv_cache_gb: PositiveFloat | None = None,
         prefix_reuse: bool = True,
         prices: Prices | None = None,
     ) -> None:

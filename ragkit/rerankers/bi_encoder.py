@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ragkit.constraints import Count, Device
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.cross_encoder import cached_rerank
@@ -22,7 +23,7 @@ class BiEncoderReranker(Reranker):
     version = "1"
     aux_tokens_: int = 0
 
-    def __init__(self, *, model: str = "minilm", batch_size: int = 64, device: str = "auto") -> None:
+    def __init__(self, *, model: str = "minilm", batch_size: Count = 64, device: Device = "auto") -> None:
         self.model = model
         self.batch_size = batch_size
         self.device = device

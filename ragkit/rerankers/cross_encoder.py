@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.cache import cache_key, get_cache
+from ragkit.constraints import Count, Device, Tokens
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.retrievers._common import indexed_text
@@ -79,7 +80,7 @@ class CrossEncoderReranker(Reranker):
     aux_tokens_: int = 0
 
     def __init__(
-        self, *, model: str, batch_size: int = 32, max_length: int = 512, device: str = "auto"
+        self, *, model: str, batch_size: Count = 32, max_length: Tokens = 512, device: Device = "auto"
     ) -> None:
         self.model = model
         self.batch_size = batch_size

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ragkit.cache import cache_key, get_cache
+from ragkit.constraints import Count, Device
 from ragkit.registry import register
 from ragkit.retrievers._common import IndexLRU, indexed_text, positions, to_scored, top_k
 from ragkit.retrievers._embedder import load_embedder
@@ -85,10 +86,10 @@ class DenseRetriever(Retriever):
         *,
         model: str = DEFAULT_MODEL,
         index: Literal["flat", "hnsw"] = "flat",
-        hnsw_m: int = 32,
-        ef_search: int = 64,
-        batch_size: int = 64,
-        device: str = "auto",
+        hnsw_m: Count = 32,
+        ef_search: Count = 64,
+        batch_size: Count = 64,
+        device: Device = "auto",
         normalize: bool = True,
     ) -> None:
         self.model = model

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ragkit.constraints import Count, NonNegativeInt
 from ragkit.registry import register
 from ragkit.retrievers.base import Retriever
 from ragkit.types import Corpus, Evidence, Scored
@@ -20,7 +21,9 @@ from ragkit.types import Corpus, Evidence, Scored
 class HybridRetriever(Retriever):
     version = "1"
 
-    def __init__(self, *, first: Retriever, second: Retriever, rrf_k: int = 60, depth: int = 50) -> None:
+    def __init__(
+        self, *, first: Retriever, second: Retriever, rrf_k: NonNegativeInt = 60, depth: Count = 50
+    ) -> None:
         self.first = first
         self.second = second
         self.rrf_k = rrf_k

@@ -29,12 +29,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 from ragkit import _llamaindex
+from ragkit.constraints import Count, Device
 from ragkit.registry import register
 from ragkit.retrievers._common import IndexLRU, indexed_text
 from ragkit.retrievers.base import Retriever
+from ragkit.security import CodeReference
 from ragkit.types import Chunk, Corpus, Evidence, Scored
 
 VECTOR = "vector"
@@ -121,11 +123,11 @@ class LlamaIndexRetriever(Retriever):
     def __init__(
         self,
         *,
-        factory: str = VECTOR,
+        factory: Annotated[str, CodeReference(builtin=(VECTOR,))] = VECTOR,
         options: dict[str, Any] | None = None,
         model: str = "minilm",
-        device: str = "auto",
-        batch_size: int = 64,
+        device: Device = "auto",
+        batch_size: Count = 64,
     ) -> None:
         self.factory = factory
         self.options = options
@@ -149,6 +151,13 @@ class LlamaIndexRetriever(Retriever):
         if self.factory == VECTOR:
             self._embed_model()
         else:
+            self._callable()
+
+    def check(self) -> None:
+        """A ``module:callable`` factory is imported now (the experiment file was allowed to name
+        it), so a typo fails before any data or model loads instead of at the first batch."""
+        if self.factory != VECTOR:
+            _llamaindex.require(_WHO)
             self._callable()
 
     def _callable(self) -> Callable[..., Any]:

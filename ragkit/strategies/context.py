@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ragkit.budget import BudgetError
 from ragkit.generators.base import Generator, Message
 from ragkit.rerankers.base import Reranker
 from ragkit.strategies.prompts import format_chunk
@@ -142,7 +143,7 @@ def pack(
     overhead = generator.prompt_tokens(make_messages(""))
     room = limit - overhead
     if room <= 0:
-        raise ValueError(
+        raise BudgetError(
             f"the prompt without documents already takes {overhead} tokens, more than the limit {limit}"
         )
     tokenizer = generator.tokenizer

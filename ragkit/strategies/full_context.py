@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from ragkit.budget import BudgetError
+from ragkit.constraints import Tokens
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
@@ -48,9 +50,9 @@ class FullContext(Strategy):
         self,
         *,
         truncation: Literal["middle", "end", "start"] = "middle",
-        budget: int | None = None,
+        budget: Tokens | None = None,
         abstain: bool = False,
-        max_new_tokens: int | None = None,
+        max_new_tokens: Tokens | None = None,
     ) -> None:
         self.truncation = truncation
         self.budget = budget
@@ -70,6 +72,10 @@ class FullContext(Strategy):
         if self.budget is not None:
             limit = min(limit, self.budget)
         overhead = generator.prompt_tokens(make(""))
+        if overhead > limit:  # not even the question fits: never exceed the budget silently
+            raise BudgetError(
+                f"the prompt without documents already takes {overhead} tokens, more than the limit {limit}"
+            )
         tokenizer = generator.tokenizer
         ids = tokenizer.encode(block)
         full = len(ids)

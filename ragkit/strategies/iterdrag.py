@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragkit.constraints import Count, NonNegativeInt, Seed, Tokens
 from ragkit.data.base import DatasetLoader
 from ragkit.data.chunking import Chunker
 from ragkit.generators.base import GenerationRequest, Generator, Message
@@ -105,20 +106,20 @@ class IterDRAG(DRAG):
         self,
         *,
         retriever: Retriever,
-        k: int = 5,
-        m: int = 2,
-        n: int = 2,
+        k: NonNegativeInt = 5,  # 0: closed book (an inference-scaling point)
+        m: NonNegativeInt = 2,
+        n: Count = 2,
         demonstrations: DatasetLoader | None = None,
-        demo_k: int | None = None,
-        seed: int = 0,
+        demo_k: NonNegativeInt | None = None,
+        seed: Seed = 0,
         reranker: Reranker | None = None,
-        rerank_depth: int | None = None,
+        rerank_depth: Count | None = None,
         pruner: Pruner | None = None,
         order: Order = "score",
-        budget: int | None = None,
+        budget: Tokens | None = None,
         chunker: Chunker | None = None,
         abstain: bool = False,
-        max_new_tokens: int | None = 48,
+        max_new_tokens: Tokens | None = 48,
     ) -> None:
         super().__init__(
             retriever=retriever,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ragkit.constraints import Count, NonNegativeInt, Tokens
 from ragkit.data.chunking import Chunker
 from ragkit.generators.base import Generator
 from ragkit.pruners.base import Pruner
@@ -41,15 +42,15 @@ class RAG(Strategy):
         self,
         *,
         retriever: Retriever,
-        k: int = 5,
+        k: NonNegativeInt = 5,  # 0: closed book (an inference-scaling point)
         reranker: Reranker | None = None,
-        rerank_depth: int | None = None,
+        rerank_depth: Count | None = None,
         pruner: Pruner | None = None,
         order: Order = "score",
-        budget: int | None = None,
+        budget: Tokens | None = None,
         chunker: Chunker | None = None,
         abstain: bool = False,
-        max_new_tokens: int | None = None,
+        max_new_tokens: Tokens | None = None,
     ) -> None:
         self.retriever = retriever
         self.k = k

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from ragkit.constraints import Count, NonNegativeInt, Tokens
 from ragkit.data.chunking import Chunker
 from ragkit.generators.base import Generator
 from ragkit.metrics import is_abstention
@@ -45,16 +46,16 @@ class SelfRoute(Strategy):
         self,
         *,
         retriever: Retriever,
-        k: int = 5,
+        k: Count = 5,
         reranker: Reranker | None = None,
-        rerank_depth: int | None = None,
+        rerank_depth: Count | None = None,
         pruner: Pruner | None = None,
         order: Order = "score",
         chunker: Chunker | None = None,
         truncation: Literal["middle", "end", "start"] = "middle",
-        budget: int | None = None,
-        min_route_tokens: int = 64,
-        max_new_tokens: int | None = None,
+        budget: Tokens | None = None,
+        min_route_tokens: NonNegativeInt = 64,
+        max_new_tokens: Tokens | None = None,
     ) -> None:
         self.retriever = retriever
         self.k = k
