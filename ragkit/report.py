@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ragkit.breakdown import breakdown, breakdown_fields, name_field  # noqa: F401 (re-exported)
-from ragkit.config import flatten, load_experiment
+from ragkit.config import flatten, groups_of, lift_resolved, load_experiment
 from ragkit.metric_info import METRICS, label
 from ragkit.types import stable_hash
 
@@ -75,6 +75,8 @@ def _finished_by_settings(base: Path) -> dict[str, Path]:
         except (OSError, yaml.YAMLError):
             continue
         settings = {k: v for k, v in config.items() if k not in ("name", "config_hash")}
+        if isinstance(settings.get("strategy"), dict):  # a run from before the nested settings
+            settings["strategy"] = lift_resolved("strategy", settings["strategy"])
         found[stable_hash(_without_versions(settings))] = summary.parent
     return found
 
@@ -103,7 +105,10 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
         if is_older:  # the settings are the same; the versions are the run's own
             import yaml
 
-            ran = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()))
+            ran_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+            if isinstance(ran_config.get("strategy"), dict):  # a run from before the nested settings
+                ran_config["strategy"] = lift_resolved("strategy", ran_config["strategy"])
+            ran = flatten(ran_config)
             changed = [
                 f"{key} {ran.get(key, '-')}->{value}"
                 for key, value in current.items()
@@ -111,6 +116,9 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
             ]
             current = {k: ran.get(k) if k.endswith("version") else v for k, v in current.items()}
             row["version_changes"] = ", ".join(changed)
+            # no version changed: the same settings written in an older layout (flat retrieval
+            # settings), so the run is current
+            row["older_version"] = bool(changed)
         row.update(current)
         summary = json.loads(summary_file.read_text())
         row.update({k: v for k, v in summary.items() if k not in ("name", "config_hash")})
@@ -155,10 +163,30 @@ def _from_mlflow(parent_run_id: str, tracking_uri: str | None = None) -> pd.Data
             "config_hash": run.data.tags.get("ragkit.config_hash"),
             "run_id": run.info.run_id,
         }
-        row.update({k: _number(v) for k, v in run.data.params.items()})
+        row.update(_nested_params({k: _number(v) for k, v in run.data.params.items()}))
         row.update(plain_metrics(run.data.metrics))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _nested_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Dotted params of a run logged before the retrieval settings were nested ("strategy.k",
+    "strategy.retriever.name") under the names they have now ("strategy.retrieval.k", ...)."""
+    from ragkit import registry
+
+    try:
+        cls = registry.get("strategy", str(params.get("strategy.type")))
+    except registry.RegistryError:
+        return params
+    own = registry.params_model(cls).model_fields
+    moved = {}
+    for group_name, group in groups_of(cls).items():
+        fields = registry.params_model(group).model_fields
+        for key in params:
+            head = key.split(".")[1] if key.startswith("strategy.") and key.count(".") >= 1 else ""
+            if head in fields and head not in own:
+                moved[key] = f"strategy.{group_name}.{key.removeprefix('strategy.')}"
+    return {moved.get(k, k): v for k, v in params.items()}
 
 
 def _number(value: str) -> Any:

@@ -33,7 +33,6 @@ from ragkit.cache import Cache, get_cache
 from ragkit.cached import CachedGenerator, CachedRetriever
 from ragkit.config import ConfigError, Configuration, Experiment, build_component, flatten
 from ragkit.lengths import document_tokens
-from ragkit.retrievers.base import Retriever
 from ragkit.tracking import Tracker, check_reachable, questions_hash, resolve_tracking_uri
 from ragkit.types import Prediction, stable_hash
 
@@ -109,28 +108,18 @@ def prepare(experiment: Experiment, *, limit: int | None = None, cache: Cache | 
 
 
 def _share_retrieval(prepared: Prepared) -> None:
-    """Wrap every retriever in a cache that retrieves once at the deepest k asked of it."""
+    """Wrap the retriever of every retrieval setting the strategies declare in a cache that
+    retrieves once at the deepest k any configuration asks of it."""
+    settings = [r for strategy in prepared.strategies for r in strategy.retrievers()]
     depth: dict[str, int] = {}
-    for strategy in prepared.strategies:
-        for name, value in vars(strategy).items():
-            if isinstance(value, Retriever) and not name.endswith("_"):
-                key = stable_hash(value.spec())
-                wanted = (
-                    strategy.retrieval_depth()
-                    if hasattr(strategy, "retrieval_depth")
-                    else getattr(strategy, "k", 0)
-                )
-                depth[key] = max(depth.get(key, 0), int(wanted or 0))
-    for strategy in prepared.strategies:
-        for name, value in list(vars(strategy).items()):
-            if (
-                isinstance(value, Retriever)
-                and not isinstance(value, CachedRetriever)
-                and not name.endswith("_")
-            ):
-                wrapped = CachedRetriever(value, prepared.cache, depth[stable_hash(value.spec())])
-                setattr(strategy, name, wrapped)
-                prepared.retrievers.append(wrapped)
+    for setting in settings:
+        key = stable_hash(setting.retriever.spec())
+        depth[key] = max(depth.get(key, 0), setting.depth())
+    for setting in settings:
+        if not isinstance(setting.retriever, CachedRetriever):
+            key = stable_hash(setting.retriever.spec())
+            setting.retriever = CachedRetriever(setting.retriever, prepared.cache, depth[key])
+            prepared.retrievers.append(setting.retriever)
 
 
 # -- predictions on disk --------------------------------------------------------------------------
@@ -218,31 +207,19 @@ def _write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
 ProgressHook = Callable[[str, int, int], None]  # (configuration name, done, total)
 
 
-# Numeric provenance every strategy may record (pruning compression, IterDRAG rounds, routing):
-# copied into the per-question scores so summaries and MLflow metrics carry their means.
-_SKIP_PROVENANCE = {
-    "evidence_recall",
-    "dropped_tokens",
-    "gold_survived",
-    "cached",
-    "retrieval_seconds",
-    "rerank_seconds",
-    "prune_seconds",
-}
-
-
 def _with_extra_scores(scores: pd.DataFrame, examples: Sequence[Any], predictions: Sequence[Prediction]):
     from ragkit.longform import score_frame
 
     extra = score_frame(examples, predictions)
     if len(extra.columns) > 1:
         scores = scores.merge(extra, on="example_id", how="left")
+    # A strategy's own per-question measures (pruning compression, IterDRAG rounds, routing) and
+    # the context it showed become score columns, so summaries and MLflow metrics carry their means.
     columns: dict[str, list[float]] = {}
     for i, p in enumerate(predictions):
-        for key, value in p.provenance.items():
-            if key in _SKIP_PROVENANCE or key in scores.columns:
-                continue
-            if isinstance(value, bool | int | float) or value is None:
+        values = {"context_tokens": p.provenance.context_tokens, **p.provenance.measures}
+        for key, value in values.items():
+            if key not in scores.columns:
                 columns.setdefault(key, [float("nan")] * len(predictions))[i] = (
                     float("nan") if value is None else float(value)
                 )

@@ -37,18 +37,19 @@ def _table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
-def _display(part: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _display(part: pd.DataFrame, metric: str, names: Sequence[str] = ("k", "m", "n")) -> pd.DataFrame:
     def fmt(value: Any, digits: int = 3) -> str:
         return "-" if pd.isna(value) else f"{value:.{digits}f}"
+
+    def whole(value: Any) -> str:  # a measured dimension (mean calls) is not always whole
+        return fmt(value, 0 if pd.isna(value) or float(value).is_integer() else 1)
 
     return pd.DataFrame(
         {
             "rank": part["rank"],
             "configuration": part["configuration"],
             "strategy": part["strategy"],
-            "k": part["k"].map(lambda v: fmt(v, 0)),
-            "m": part["m"].map(lambda v: fmt(v, 0)),
-            "n": part["n"].map(lambda v: fmt(v, 0)),
+            **{name: part[name].map(whole) for name in names if name in part},
             "eff. ctx tokens": [
                 f"{t:.0f}" if s == "measured" else f"~{t:.0f} (est.)"
                 for t, s in zip(part["tokens"], part["tokens_source"], strict=True)
@@ -205,14 +206,14 @@ def suggest_command(
             help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y][:min=Z], read as "
             "log(value + offset) (offset 0.01 by default, as in the paper), e.g. "
             "keep=strategy.pruner.keep_ratio:default=1:offset=0; a name k, m or n replaces that "
-            "dimension, e.g. k=strategy.k:offset=1 (repeatable)",
+            "dimension, e.g. k=strategy.retrieval.k:offset=1 (repeatable)",
         ),
     ] = None,
 ) -> None:
     """Suggest the budget-optimal configuration from finished runs (no model runs)."""
     from ragkit.budget import parse_tokens
     from ragkit.report import load_results, older_versions_note
-    from ragkit.suggestion import BY, short_label
+    from ragkit.suggestion import BY, declared_dims, short_label
 
     try:
         budgets = [parse_tokens(b) for b in budget]
@@ -223,7 +224,8 @@ def suggest_command(
         console.print(f"[bold red]error:[/] --by {by!r}: expected one of {', '.join(BY)}")
         raise typer.Exit(2)
     try:
-        dims = with_dims([parse_dim(d) for d in dim or []])
+        extra = [parse_dim(d) for d in dim or []]
+        with_dims(extra)
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -231,6 +233,7 @@ def suggest_command(
     if results.empty:
         console.print(f"[bold red]error:[/] no finished configurations found for {source}")
         raise typer.Exit(2)
+    dims = with_dims(extra, declared_dims(results))  # k, m, n and what the strategies declare
     if note := older_versions_note(results, source):
         console.print(f"[yellow]{note}[/yellow]")
     if metric not in results.columns:
@@ -252,7 +255,8 @@ def suggest_command(
             f"theta={fit['dims']}: a={_round(fit['a'])}, b={_round(fit['b'])}, c={fit['c']:.3f}"
         )
     for (key, value), part in report["suggestions"].groupby(["group", "budget"], sort=False):
-        console.print(_table(_display(part, metric), title=f"budget {value} tokens ({short_label(key)})"))
+        view = _display(part, metric, [d.name for d in dims])
+        console.print(_table(view, title=f"budget {value} tokens ({short_label(key)})"))
     regret = report["regret"]
     if not regret.empty:
         shown = [

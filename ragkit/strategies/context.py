@@ -1,20 +1,18 @@
-"""Building contexts: chunking the corpus, retrieving for a batch, packing into a token budget.
+"""Building contexts: chunking a question's documents or the shared corpus, checking gold
+evidence, packing passages into a token budget.
 
-Shared by the RAG-family strategies (rag, drag, iterdrag, route) so they differ only in how they
-call the generator.
+Shared by every strategy that shows passages to a generator, so they differ only in how they choose
+them and call the generator.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ragkit.generators.base import Generator, Message
-from ragkit.rerankers.base import Reranker
 from ragkit.strategies.prompts import format_chunk
-from ragkit.types import AuxUse, Chunk, Context, Corpus, Document, Evidence, Example, Scored, split_evenly
+from ragkit.types import Chunk, Context, Corpus, Document, Evidence, Example, Scored
 
 
 def default_chunker():
@@ -43,67 +41,6 @@ class CorpusBuilder:
         if self._shared is None or self._shared[0] != id(shared):
             self._shared = (id(shared), Corpus.from_chunks(self._chunker().chunk(shared)))
         return self._shared[1]
-
-
-def retrieval_depth(k: int, reranker: Reranker | None, rerank_depth: int | None) -> int:
-    """How many candidates to retrieve: ``rerank_depth`` (at least ``k``) when a reranker will
-    choose the best ``k`` of them, else ``k``."""
-    return max(k, rerank_depth or 0) if reranker is not None else k
-
-
-def retrieve_batch(
-    retriever,
-    queries: Sequence[str],
-    corpora: Sequence[Corpus],
-    k: int,
-    evidence: Sequence[Sequence[Evidence]],
-    seconds_out: list[float] | None = None,
-) -> tuple[list[list[Scored]], list[int]]:
-    """Top-k per query; one batched call per distinct corpus (a shared corpus is one call).
-    Returns the results and the auxiliary tokens each query cost, and fills ``seconds_out`` with the
-    seconds each query cost (shared equally inside a batched call; a cached retriever reports the
-    cost of the original computation, so costs do not depend on what ran before)."""
-    results: list[list[Scored] | None] = [None] * len(queries)
-    aux = [0] * len(queries)
-    seconds = [0.0] * len(queries)
-    groups: dict[str, list[int]] = {}
-    for i, corpus in enumerate(corpora):
-        groups.setdefault(corpus.key, []).append(i)
-    for indices in groups.values():
-        before = getattr(retriever, "aux_tokens_", 0)
-        before_s = getattr(retriever, "aux_seconds_", None)
-        if before_s is None:  # timed here: load first (a cached retriever warms up only on a miss)
-            retriever.warm_up()
-        started = time.perf_counter()
-        found = retriever.retrieve(
-            [queries[i] for i in indices],
-            corpora[indices[0]],
-            k,
-            evidence=[evidence[i] for i in indices],
-        )
-        took = time.perf_counter() - started if before_s is None else retriever.aux_seconds_ - before_s
-        spent = getattr(retriever, "aux_tokens_", 0) - before
-        for i, hits, share in zip(indices, found, split_evenly(spent, len(indices)), strict=True):
-            results[i] = hits
-            aux[i] = share
-            seconds[i] = took / len(indices)
-    if seconds_out is not None:
-        seconds_out[:] = seconds
-    return [r or [] for r in results], aux
-
-
-def aux_use(component: Any, n: int) -> list[AuxUse]:
-    """Per-query tokens and seconds of a reranker's or pruner's last call over ``n`` queries
-    (zeros for one that runs no model)."""
-    use = list(getattr(component, "last_use_", ()))
-    if use and len(use) != n:
-        raise RuntimeError(f"{type(component).__name__}.last_use_ has {len(use)} entries for {n} queries")
-    return use or [AuxUse() for _ in range(n)]
-
-
-def aux_seconds(provenance: dict[str, Any]) -> float:
-    """Seconds the auxiliary stages (retrieval, reranking, pruning) spent on one question."""
-    return sum(provenance.get(name, 0.0) for name in ("retrieval_seconds", "rerank_seconds", "prune_seconds"))
 
 
 def evidence_in(evidence: Sequence[Evidence], texts: Sequence[str]) -> float | None:

@@ -9,12 +9,12 @@ Never silent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
-from ragkit.strategies.base import Strategy
+from ragkit.strategies.base import Record, Strategy
 from ragkit.strategies.context import evidence_in
 from ragkit.strategies.prompts import format_chunk, question_messages
 from ragkit.types import Chunk, Cost, Document, Example, Prediction
@@ -58,8 +58,10 @@ class FullContext(Strategy):
         self.max_new_tokens = max_new_tokens
 
     def _prepare(
-        self, example: Example, generator: Generator, corpus: Sequence[Document] | None
-    ) -> tuple[list[Message], int, dict[str, Any]]:
+        self, record: Record, generator: Generator, corpus: Sequence[Document] | None
+    ) -> tuple[list[Message], int]:
+        """The prompt and its tokens; the record gets the context's provenance."""
+        example = record.example
         documents = example.documents or list(corpus or [])
         block = "\n\n".join(format_chunk(i + 1, c) for i, c in enumerate(_as_chunks(documents)))
 
@@ -83,17 +85,18 @@ class FullContext(Strategy):
                 if total <= limit or kept == 0:
                     break
                 kept = max(kept - (total - limit), 0)
-        messages = make(text)
-        provenance = {
-            "context_tokens": total - overhead,
-            "full_context_tokens": full,
-            "dropped_tokens": full - kept if text != block else 0,
-            "truncated": text != block,
-            "n_documents": len(documents),
-            "gold_survived": None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0,
-            "evidence_recall": evidence_in(example.evidence, [text]),
-        }
-        return messages, total, provenance
+        provenance = record.provenance
+        provenance.context_ids = [d.id for d in documents]
+        provenance.context_tokens = total - overhead
+        provenance.dropped_tokens += full - kept if text != block else 0
+        provenance.gold_survived = (
+            None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0
+        )
+        provenance.evidence_recall = evidence_in(example.evidence, [text])
+        provenance.measures.update(
+            full_context_tokens=full, truncated=text != block, n_documents=len(documents)
+        )
+        return make(text), total
 
     def run(
         self,
@@ -101,14 +104,9 @@ class FullContext(Strategy):
         generator: Generator,
         corpus: Sequence[Document] | None = None,
     ) -> list[Prediction]:
-        prepared = [self._prepare(e, generator, corpus) for e in examples]
-        return answer_once(
-            generator,
-            examples,
-            [messages for messages, _, _ in prepared],
-            [provenance for _, _, provenance in prepared],
-            self.max_new_tokens,
-        )
+        records = [Record(e) for e in examples]
+        prepared = [self._prepare(r, generator, corpus) for r in records]
+        return answer_once(generator, records, [messages for messages, _ in prepared], self.max_new_tokens)
 
     def estimate(
         self,
@@ -118,6 +116,6 @@ class FullContext(Strategy):
     ) -> list[Cost]:
         max_new = self.max_new_tokens or generator.max_new_tokens
         return [
-            Cost(input_tokens=self._prepare(e, generator, corpus)[1], output_tokens=max_new, calls=1)
+            Cost(input_tokens=self._prepare(Record(e), generator, corpus)[1], output_tokens=max_new, calls=1)
             for e in examples
         ]
