@@ -6,7 +6,8 @@ Everything a user can get wrong is found here, before any model loads, and repor
 A component reference is one of
 - a catalog name: ``retriever: bm25`` (the file ``retrievers/bm25.yaml``; a user's own folder
   of that name, in the working directory or ``$RAGKIT_CATALOG_PATH``, overrides the bundled one),
-  or a registered type name with default parameters (``strategy: rag``);
+  or a registered type name with default parameters (``strategy: rag``); an arm's
+  ``strategy:`` may name a catalog entry of ``strategies/`` too (``strategy: chain-of-agents``);
 - ``{use: bm25, k1: 1.2}``: a catalog entry with overrides;
 - ``{type: bm25, backend: rank_bm25}``: a type with parameters.
 
@@ -41,6 +42,7 @@ CATALOG_FOLDERS = {
     "pruner": "pruners",
     "dataset": "datasets",
     "generator": "generators",
+    "strategy": "strategies",
 }
 
 
@@ -245,7 +247,14 @@ def _reference(kind: str, ref: Any, file: Any, path: str) -> tuple[dict[str, Any
             base.update(ref)
             return base, file if ref else source
         if type_key in ref:
-            ref["type"] = ref.pop(type_key)
+            name = ref.pop(type_key)
+            if isinstance(name, str) and find_catalog(kind, name):
+                # a catalog entry named where a type goes (``strategy: chain-of-agents``): as for
+                # every kind, the catalog comes first, its fields overridden by the arm's
+                base, source = _reference(kind, name, file, f"{path}.{type_key}")
+                base.update(ref)
+                return base, file if ref else source
+            ref["type"] = name
             return ref, file
         raise ConfigError(file, path, f"expected a {kind} name, or a mapping with 'use:' or '{type_key}:'")
     raise ConfigError(file, path, f"expected a {kind} name or mapping, got {type(ref).__name__} {ref!r}")

@@ -2,7 +2,8 @@ import pytest
 
 from ragkit.generators.scripted import ScriptedGenerator
 from ragkit.registry import build
-from ragkit.strategies.full_context import FullContext, cut_tokens
+from ragkit.strategies.context import cut_tokens
+from ragkit.strategies.full_context import FullContext
 from ragkit.strategies.rag import RAG
 from ragkit.strategies.retrieval import Retrieval
 from ragkit.types import Document, Evidence, Example

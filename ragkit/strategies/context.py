@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ragkit.generators.base import Generator, Message
 from ragkit.strategies.prompts import format_chunk
 from ragkit.types import Chunk, Context, Corpus, Document, Evidence, Example, Scored
+
+if TYPE_CHECKING:
+    from ragkit.strategies.base import Record
 
 
 def default_chunker():
@@ -125,6 +129,63 @@ def pack(
         gold_survived=None if not evidence else evidence_in(evidence, [documents]) == 1.0,
     )
     return Packed(context=context, messages=messages, prompt_tokens=total)
+
+
+def cut_tokens(ids: list[int], keep: int, where: str) -> list[int]:
+    """Keep ``keep`` of ``ids``, dropping from the middle, the end or the start."""
+    if keep >= len(ids):
+        return ids
+    if keep <= 0:
+        return []
+    if where == "end":
+        return ids[:keep]
+    if where == "start":
+        return ids[len(ids) - keep :]
+    head = keep // 2
+    return ids[:head] + ids[len(ids) - (keep - head) :]
+
+
+def fit_context(
+    record: Record,
+    generator: Generator,
+    corpus: Sequence[Document] | None,
+    make_messages: Callable[[str], list[Message]],
+    limit: int,
+    truncation: str = "middle",
+) -> tuple[list[Message], int]:
+    """The question's whole context (its documents, or the shared corpus, in original order) in
+    the prompt ``make_messages`` builds, fitted to ``limit`` tokens by cutting from the middle, the
+    end or the start; returns the messages and their tokens. The record gets what was shown: the
+    documents, the context's tokens, the tokens dropped, the gold-evidence checks and the measures
+    ``full_context_tokens``, ``truncated`` and ``n_documents``. Never silent."""
+    example = record.example
+    documents = example.documents or list(corpus or [])
+    chunks = [
+        Chunk(id=d.id, doc_id=d.id, text=d.text, title=d.title, position=i) for i, d in enumerate(documents)
+    ]
+    block = "\n\n".join(format_chunk(i + 1, c) for i, c in enumerate(chunks))
+    overhead = generator.prompt_tokens(make_messages(""))
+    tokenizer = generator.tokenizer
+    ids = tokenizer.encode(block)
+    full = len(ids)
+    text, kept = block, full
+    total = generator.prompt_tokens(make_messages(text))
+    if total > limit:
+        kept = max(limit - overhead, 0)
+        for _ in range(8):  # decode/encode at the cut can shift counts by a few tokens
+            text = tokenizer.decode(cut_tokens(ids, kept, truncation))
+            total = generator.prompt_tokens(make_messages(text))
+            if total <= limit or kept == 0:
+                break
+            kept = max(kept - (total - limit), 0)
+    provenance = record.provenance
+    provenance.context_ids = [d.id for d in documents]
+    provenance.context_tokens = total - overhead
+    provenance.dropped_tokens += full - kept if text != block else 0
+    provenance.gold_survived = None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0
+    provenance.evidence_recall = evidence_in(example.evidence, [text])
+    provenance.measures.update(full_context_tokens=full, truncated=text != block, n_documents=len(documents))
+    return make_messages(text), total
 
 
 def chunks_of(items: Sequence[Scored]) -> list[Chunk]:

@@ -3,7 +3,8 @@
 When the documents do not fit, tokens are cut (from the middle by default, the LongBench
 convention: the start and the end of a long input carry the most signal) and the cut is
 recorded per question: how many tokens were dropped and whether all gold evidence survived.
-Never silent.
+Never silent (:func:`ragkit.strategies.context.fit_context`, which other strategies reading the
+whole context share).
 """
 
 from __future__ import annotations
@@ -15,29 +16,9 @@ from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
 from ragkit.strategies.base import Record, Strategy
-from ragkit.strategies.context import evidence_in
-from ragkit.strategies.prompts import format_chunk, question_messages
-from ragkit.types import Chunk, Cost, Document, Example, Prediction
-
-
-def _as_chunks(documents: Sequence[Document]) -> list[Chunk]:
-    return [
-        Chunk(id=d.id, doc_id=d.id, text=d.text, title=d.title, position=i) for i, d in enumerate(documents)
-    ]
-
-
-def cut_tokens(ids: list[int], keep: int, where: str) -> list[int]:
-    """Keep ``keep`` of ``ids``, dropping from the middle, the end or the start."""
-    if keep >= len(ids):
-        return ids
-    if keep <= 0:
-        return []
-    if where == "end":
-        return ids[:keep]
-    if where == "start":
-        return ids[len(ids) - keep :]
-    head = keep // 2
-    return ids[:head] + ids[len(ids) - (keep - head) :]
+from ragkit.strategies.context import fit_context
+from ragkit.strategies.prompts import question_messages
+from ragkit.types import Cost, Document, Example, Prediction
 
 
 @register("strategy", "full_context")
@@ -61,42 +42,18 @@ class FullContext(Strategy):
         self, record: Record, generator: Generator, corpus: Sequence[Document] | None
     ) -> tuple[list[Message], int]:
         """The prompt and its tokens; the record gets the context's provenance."""
-        example = record.example
-        documents = example.documents or list(corpus or [])
-        block = "\n\n".join(format_chunk(i + 1, c) for i, c in enumerate(_as_chunks(documents)))
-
-        def make(docs: str) -> list[Message]:
-            return question_messages(example.question, docs, abstain=self.abstain)
-
         limit = generator.input_limit(self.max_new_tokens)
         if self.budget is not None:
             limit = min(limit, self.budget)
-        overhead = generator.prompt_tokens(make(""))
-        tokenizer = generator.tokenizer
-        ids = tokenizer.encode(block)
-        full = len(ids)
-        text, kept = block, full
-        total = generator.prompt_tokens(make(text))
-        if total > limit:
-            kept = max(limit - overhead, 0)
-            for _ in range(8):  # decode/encode at the cut can shift counts by a few tokens
-                text = tokenizer.decode(cut_tokens(ids, kept, self.truncation))
-                total = generator.prompt_tokens(make(text))
-                if total <= limit or kept == 0:
-                    break
-                kept = max(kept - (total - limit), 0)
-        provenance = record.provenance
-        provenance.context_ids = [d.id for d in documents]
-        provenance.context_tokens = total - overhead
-        provenance.dropped_tokens += full - kept if text != block else 0
-        provenance.gold_survived = (
-            None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0
+        question = record.example.question
+        return fit_context(
+            record,
+            generator,
+            corpus,
+            lambda docs: question_messages(question, docs, abstain=self.abstain),
+            limit,
+            self.truncation,
         )
-        provenance.evidence_recall = evidence_in(example.evidence, [text])
-        provenance.measures.update(
-            full_context_tokens=full, truncated=text != block, n_documents=len(documents)
-        )
-        return make(text), total
 
     def run(
         self,
