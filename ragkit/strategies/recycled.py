@@ -1,0 +1,273 @@
+"""Demonstrations recycled from the question's own context (Cattan et al., 2024, "Can Few-shot
+Work in Long-Context? Recycling the Context to Generate Demonstrations", arXiv 2406.13632, later
+titled "DoubleDipper").
+
+DRAG's demonstrations are other questions, each with its own retrieved documents, so every shot
+costs a context. Here the ``m`` demonstrations are written from the passages the question itself
+is shown: for each of ``m`` of its passages (picked in a seeded hash order, the paper's random
+choice made reproducible), one generator call writes a question answerable from that passage and
+its answer. The prompt then shows the documents once, the demonstrations as question/answer turns
+whose answers first point to the passage they came from ("Document [2]. Answer: ..."; the paper's
+explicit pointing to the relevant paragraph), and the question, which the model answers the same
+way. The demonstrations add only a question and an answer each; the calls that write them are the
+price, charged to the question (role "demo").
+
+Budget (effective context tokens per question, all calls): the demonstration-writing calls come
+first (sources are dropped, last first, while writing them would leave less than the answer prompt
+with the best passage alone); the answer prompt then gets what is left: demonstrations are dropped
+(last first) while even the prompt without passages does not fit, then RAG's packer cuts passages.
+Provenance: the demonstrations (source passage, question, answer), ``demos`` (kept),
+``demos_failed`` (outputs without a question and an answer) and ``pointed_to_gold`` (whether the
+passage the answer points to holds gold evidence: the attribution the paper adds).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ragkit.generators.base import GenerationRequest, Generator, Message
+from ragkit.registry import register
+from ragkit.rerankers.order import by_score
+from ragkit.strategies._common import answer_once
+from ragkit.strategies.base import Record, Strategy
+from ragkit.strategies.context import Packed, pack
+from ragkit.strategies.prompts import SYSTEM, clean_answer, format_chunk, question_messages
+from ragkit.strategies.retrieval import Retrieval
+from ragkit.types import Cost, Document, Example, Prediction, Scored, stable_hash
+
+WRITE_SYSTEM = "You write quiz questions about a text."
+WRITE = (
+    "Document: {passage}\n\nWrite one question that this document answers with a short phrase, and"
+    " its answer, in this form:\nQuestion: <question>\nAnswer: <a few words from the document>"
+)
+POINT = " First name the document that holds the answer, as in 'Document [2]. Answer: <answer>'."
+_QA = re.compile(r"question\s*:\s*(?P<q>.+?)\s*answer\s*:\s*(?P<a>[^\n]+)", flags=re.IGNORECASE | re.DOTALL)
+_POINTER = re.compile(r"document\s*\[(\d+)\]", flags=re.IGNORECASE)
+_ANSWER = re.compile(r"answer\s*:\s*(.+)", flags=re.IGNORECASE | re.DOTALL)
+
+
+@dataclass
+class Demo:
+    source: int  # 1-based index of the passage in the prompt's documents
+    chunk_id: str
+    question: str
+    answer: str
+
+
+def parse_demo(text: str) -> tuple[str, str] | None:
+    found = _QA.search(text)
+    if not found:
+        return None
+    question = " ".join(found["q"].split())
+    answer = found["a"].strip().split("\n")[0].strip()
+    return (question, answer) if question and answer else None
+
+
+def final_answer(text: str) -> str:
+    """The answer after "Answer:" when the model followed the demonstrations' form."""
+    found = _ANSWER.search(text)
+    return found.group(1) if found else text
+
+
+@register("strategy", "recycled")
+class RecycledDemonstrations(Strategy):
+    version = "1"
+    theta: ClassVar = {"k": "strategy.retrieval.k", "m": "strategy.m"}
+
+    def __init__(
+        self,
+        *,
+        retrieval: Retrieval,
+        m: int = 2,
+        demo_tokens: int = 48,
+        seed: int = 0,
+        budget: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        if m < 0:
+            raise ValueError("recycled: m must be >= 0")
+        self.retrieval = retrieval
+        self.m = m
+        self.demo_tokens = demo_tokens
+        self.seed = seed
+        self.budget = budget
+        self.max_new_tokens = max_new_tokens
+
+    def retrievers(self) -> list[Retrieval]:
+        return [self.retrieval]
+
+    # -- prompts ------------------------------------------------------------------------------
+    @staticmethod
+    def write_messages(passage: str) -> list[Message]:
+        return [
+            {"role": "system", "content": WRITE_SYSTEM},
+            {"role": "user", "content": WRITE.format(passage=passage)},
+        ]
+
+    @staticmethod
+    def messages(demos: Sequence[Demo], question: str, documents: str) -> list[Message]:
+        """The documents once, with the first question; then each question in turn (closed book,
+        as RAG's, when there are neither documents nor demonstrations)."""
+        if not documents and not demos:
+            return question_messages(question, "")
+        asked = [
+            *((d.question, f"Document [{d.source}]. Answer: {d.answer}") for d in demos),
+            (question, None),
+        ]
+        turns: list[Message] = [{"role": "system", "content": SYSTEM + POINT}]
+        for i, (q, a) in enumerate(asked):
+            user = f"Documents:\n{documents}\n\nQuestion: {q}" if i == 0 else f"Question: {q}"
+            turns.append({"role": "user", "content": user})
+            if a is not None:
+                turns.append({"role": "assistant", "content": a})
+        return turns
+
+    # -- running ------------------------------------------------------------------------------
+    def _limit(self, generator: Generator) -> int:
+        window = generator.input_limit(self.max_new_tokens)
+        return window if self.budget is None else min(self.budget, window)
+
+    def _sources(self, generator: Generator, record: Record, passages: list[Scored]) -> list[int]:
+        """Which passages (0-based, best first) get a demonstration: ``m`` of them in seeded hash
+        order, fewer where the budget cannot pay for writing them."""
+        order = sorted(range(len(passages)), key=lambda i: stable_hash([self.seed, passages[i].chunk.id]))
+        chosen = order[: self.m]
+        if self.budget is None or not passages:
+            return chosen
+        floor = generator.prompt_tokens(
+            self.messages([], record.example.question, format_chunk(1, passages[0].chunk))
+        )
+        while chosen:
+            writing = sum(
+                generator.prompt_tokens(self.write_messages(passages[i].chunk.text)) for i in chosen
+            )
+            if writing + floor <= self.budget:
+                break
+            chosen.pop()
+        return chosen
+
+    def _write(self, generator: Generator, records: Sequence[Record], selected: list[list[Scored]]):
+        """Write every question's demonstrations in one batch; returns them per question."""
+        plans = [
+            (r, i)
+            for r, passages in zip(records, selected, strict=True)
+            for i in self._sources(generator, r, passages)
+        ]
+        lookup = {id(r): p for r, p in zip(records, selected, strict=True)}
+        requests = [
+            GenerationRequest(
+                self.write_messages(lookup[id(r)][i].chunk.text), max_new_tokens=self.demo_tokens
+            )
+            for r, i in plans
+        ]
+        demos: dict[int, list[Demo]] = {id(r): [] for r in records}
+        for (record, i), generation in zip(plans, generator.generate(requests), strict=True):
+            parsed = parse_demo(record.call(generation, generator, role="demo"))
+            if parsed is None:
+                record.provenance.measures["demos_failed"] = (
+                    record.provenance.measures.get("demos_failed", 0) + 1
+                )
+                continue
+            chunk = lookup[id(record)][i].chunk
+            demos[id(record)].append(Demo(i + 1, chunk.id, *parsed))
+        return [demos[id(r)] for r in records]
+
+    def _answer_prompt(
+        self, generator: Generator, record: Record, passages: list[Scored], demos: list[Demo]
+    ) -> Packed:
+        question, evidence = record.example.question, record.example.evidence
+        limit = generator.input_limit(self.max_new_tokens)
+        if self.budget is not None:
+            limit = min(limit, self.budget - record.cost.input_tokens)
+        kept = list(demos)
+        while kept and generator.prompt_tokens(self.messages(kept, question, "")) > limit:
+            kept.pop()
+        # the passages keep their retrieval order, so a demonstration's pointer stays right
+        ranked = [Scored(s.chunk, float(len(passages) - r)) for r, s in enumerate(passages)]
+
+        def pack_with(shots: list[Demo]) -> Packed:
+            return pack(
+                generator,
+                ranked,
+                lambda docs: self.messages(shots, question, docs),
+                limit,
+                order=by_score,
+                evidence=evidence,
+            )
+
+        packed = pack_with(kept)
+        shown = {s.chunk.id for s in packed.context.chunks}
+        if any(d.chunk_id not in shown for d in kept):  # a pointer to a cut passage would mislead
+            kept = [d for d in kept if d.chunk_id in shown]
+            packed = pack_with(kept)
+        record.provenance.details["demonstrations"] = [vars(d) for d in kept]
+        record.provenance.measures["demos"] = len(kept)
+        return packed
+
+    def _prepare(self, records: Sequence[Record], generator: Generator, corpus) -> list[Packed]:
+        selected = self.retrieval.select(records, generator, corpus)
+        demos = self._write(generator, records, selected)
+        out = []
+        for record, passages, own in zip(records, selected, demos, strict=True):
+            packed = self._answer_prompt(generator, record, passages, own)
+            provenance = record.provenance
+            provenance.context_ids = [s.chunk.id for s in packed.context.chunks]
+            provenance.context_tokens = packed.context.tokens
+            provenance.dropped_tokens += packed.context.dropped_tokens
+            provenance.gold_survived = packed.context.gold_survived
+            out.append(packed)
+        return out
+
+    def run(
+        self,
+        examples: Sequence[Example],
+        generator: Generator,
+        corpus: Sequence[Document] | None = None,
+    ) -> list[Prediction]:
+        records = [Record(e) for e in examples]
+        prepared = self._prepare(records, generator, corpus)
+        predictions = answer_once(generator, records, [p.messages for p in prepared], self.max_new_tokens)
+        for record, prediction, packed in zip(records, predictions, prepared, strict=True):
+            raw = prediction.provenance.raw_answer
+            if _ANSWER.search(raw):  # "Document [2]. Answer: Paris" -> "Paris"
+                prediction.answer = clean_answer(final_answer(raw))
+            pointer = _POINTER.search(raw)
+            shown = packed.context.chunks
+            gold = {e.doc_id for e in record.example.evidence}
+            if pointer and gold and 1 <= int(pointer.group(1)) <= len(shown):
+                pointed = shown[int(pointer.group(1)) - 1].chunk.doc_id
+                prediction.provenance.measures["pointed_to_gold"] = pointed in gold
+        return predictions
+
+    def estimate(
+        self,
+        examples: Sequence[Example],
+        generator: Generator,
+        corpus: Sequence[Document] | None = None,
+    ) -> list[Cost]:
+        """An upper bound: every demonstration-writing call is made (the answer prompt assumes
+        full-length demonstrations); capped by ``budget``."""
+        max_new = self.max_new_tokens or generator.max_new_tokens
+        records = [Record(e) for e in examples]
+        out = []
+        for record, passages in zip(records, self.retrieval.select(records, generator, corpus), strict=True):
+            sources = self._sources(generator, record, passages)
+            writing = sum(
+                generator.prompt_tokens(self.write_messages(passages[i].chunk.text)) for i in sources
+            )
+            filler = [Demo(i + 1, passages[i].chunk.id, "x " * (self.demo_tokens // 2), "x") for i in sources]
+            documents = "\n\n".join(format_chunk(i + 1, s.chunk) for i, s in enumerate(passages))
+            answer = generator.prompt_tokens(self.messages(filler, record.example.question, documents))
+            total = writing + answer if self.budget is None else min(writing + answer, self.budget)
+            out.append(
+                record.cost
+                + Cost(
+                    input_tokens=total,
+                    output_tokens=self.demo_tokens * len(sources) + max_new,
+                    calls=len(sources) + 1,
+                )
+            )
+        return out
