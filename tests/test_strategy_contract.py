@@ -17,7 +17,14 @@ import json
 import pytest
 
 from ragkit import registry
-from ragkit.config import component_kind, expand_component, flatten, settings_class
+from ragkit.config import (
+    build_component,
+    catalog_names,
+    component_kind,
+    expand_component,
+    flatten,
+    settings_class,
+)
 from ragkit.data.base import DatasetLoader, LoadedDataset
 from ragkit.generators.base import Generation
 from ragkit.generators.scripted import ScriptedGenerator
@@ -101,13 +108,13 @@ def gen() -> Counting:
     return Counting(script=SCRIPT, default="no idea", context_window=2048, max_new_tokens=12)
 
 
-def build(name: str, **overrides):
+def build(name: str, reranker=None, **overrides):
     """The strategy from its annotations: retrieval settings, demonstration pools, defaults."""
     cls = registry.get("strategy", name)
     params = {}
     for pname, info in registry.params_model(cls).model_fields.items():
         if settings_class(info.annotation) is Retrieval:
-            params[pname] = Retrieval(retriever=Guarded(), k=2)
+            params[pname] = Retrieval(retriever=Guarded(), k=2, reranker=reranker, rerank_depth=3)
         elif component_kind(info.annotation) == "dataset":
             params[pname] = Pool()
         elif info.is_required():
@@ -148,6 +155,28 @@ def test_every_generator_call_is_charged_and_recorded(name):
         assert p.cost.aux_tokens == sum(s.tokens for s in stages)
         assert p.cost.aux_seconds == pytest.approx(sum(s.seconds for s in stages))
         assert p.cost.flops > 0 and all(c.role for c in calls)
+
+
+RETRIEVING = [
+    n
+    for n in STRATEGIES
+    if any(
+        settings_class(i.annotation) is Retrieval
+        for i in registry.params_model(registry.get("strategy", n)).model_fields.values()
+    )
+]
+
+
+@pytest.mark.parametrize("name", RETRIEVING)
+def test_a_reranker_that_calls_the_generator_is_charged_to_the_question(name):
+    from ragkit.rerankers.listwise import ListwiseReranker
+
+    g = gen()
+    predictions = build(name, reranker=ListwiseReranker()).run(QUESTIONS, g)
+    assert sum(p.cost.calls for p in predictions) == len(g.generations_)
+    assert sum(p.cost.input_tokens for p in predictions) == sum(x.input_tokens for x in g.generations_)
+    for p in predictions:
+        assert "rerank" in [c.role.rsplit(".", 1)[-1] for c in p.provenance.calls]
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -209,3 +238,15 @@ def test_declared_theta_columns_exist_in_results(name):
         assert column in columns or column in measures, (
             f"{name}: theta {dim} reads {column!r}, which no run has"
         )
+
+
+@pytest.mark.parametrize("entry", catalog_names("strategy"))
+def test_every_strategy_catalog_entry_resolves_and_builds(entry):
+    [resolved] = expand_component("strategy", {"strategy": entry}, None, "arms[0]")
+    assert resolved["name"] == entry and resolved["type"] in STRATEGIES
+    assert isinstance(build_component("strategy", resolved), registry.get("strategy", resolved["type"]))
+
+
+def test_an_arm_overrides_its_catalog_entry():
+    [resolved] = expand_component("strategy", {"strategy": "chain-of-agents", "workers": 7}, None, "arms[0]")
+    assert resolved["type"] == "chain_of_agents" and resolved["workers"] == 7
