@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ragkit.component import Component
 from ragkit.generators.base import Generation, GenerationRequest, Generator
-from ragkit.types import AuxUse, Call, Cost, Document, Example, Prediction, Provenance, Scored, Stage
+from ragkit.types import AuxUse, Call, Context, Cost, Document, Example, Prediction, Provenance, Scored, Stage
 
 if TYPE_CHECKING:
     from ragkit.strategies.retrieval import Retrieval
@@ -74,6 +74,12 @@ class Strategy(Component, ABC):
         Output tokens are the upper bound ``max_new_tokens``. Strategies whose later calls depend
         on earlier outputs return an upper bound and say so in their docstring."""
         raise NotImplementedError(f"{type(self).__name__} does not implement estimate()")
+
+
+def prompt_limit(generator: Generator, max_new_tokens: int | None, budget: int | None) -> int:
+    """Most tokens one prompt may take: what the window leaves for the answer, and the budget."""
+    window = generator.input_limit(max_new_tokens)
+    return window if budget is None else min(budget, window)
 
 
 def generation_cost(generation: Generation, generator: Generator) -> Cost:
@@ -175,6 +181,14 @@ class Record:
         self.cost = self.cost + step.cost
         self.provenance.calls += [replace(c, role=f"{role}.{c.role}") for c in step.provenance.calls]
         self.provenance.stages += step.provenance.stages
+
+    def show(self, context: Context) -> None:
+        """What the answering prompt shows: its chunks, their tokens, the tokens cut to fit and
+        whether every gold evidence text survived."""
+        self.provenance.context_ids = [s.chunk.id for s in context.chunks]
+        self.provenance.context_tokens = context.tokens
+        self.provenance.dropped_tokens += context.dropped_tokens
+        self.provenance.gold_survived = context.gold_survived
 
     def prediction(self, answer: str) -> Prediction:
         return Prediction(self.example.id, answer, self.cost, self.provenance)

@@ -43,7 +43,7 @@ from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.order import by_score
 from ragkit.strategies._common import answer_once
-from ragkit.strategies.base import Record, Strategy
+from ragkit.strategies.base import Record, Strategy, prompt_limit
 from ragkit.strategies.context import pack
 from ragkit.strategies.prompts import format_chunk, question_messages
 from ragkit.strategies.retrieval import Retrieval
@@ -115,10 +115,6 @@ class CORAG(Strategy):
     def retrievers(self) -> list[Retrieval]:
         return [self.retrieval]
 
-    def _limit(self, generator: Generator) -> int:
-        window = generator.input_limit(self.max_new_tokens)
-        return window if self.budget is None else min(self.budget, window)
-
     # -- the tree -----------------------------------------------------------------------------
     def _children_of(self, search: _Search, chosen: tuple[int, ...], tokens: int) -> list[int]:
         """Candidates that may follow ``chosen`` within the limit and the depth cap."""
@@ -177,7 +173,7 @@ class CORAG(Strategy):
                 search.best = node
 
     def _search(self, records: Sequence[Record], generator: Generator, corpus) -> list[_Search]:
-        limit = self._limit(generator)
+        limit = prompt_limit(generator, self.max_new_tokens, self.budget)
         searches = []
         for record, candidates in zip(
             records, self.retrieval.select(records, generator, corpus), strict=True
@@ -228,12 +224,8 @@ class CORAG(Strategy):
                 order=by_score,
                 evidence=example.evidence,
             )
-            provenance = record.provenance
-            provenance.context_ids = [s.chunk.id for s in packed.context.chunks]
-            provenance.context_tokens = packed.context.tokens
-            provenance.dropped_tokens += packed.context.dropped_tokens
-            provenance.gold_survived = packed.context.gold_survived
-            provenance.measures.update(
+            record.show(packed.context)
+            record.provenance.measures.update(
                 chunks_chosen=len(chosen),
                 nodes_evaluated=search.evaluated,
                 utility=search.best.utility if search.best is not None else None,

@@ -15,7 +15,7 @@ from typing import Literal
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
-from ragkit.strategies.base import Record, Strategy
+from ragkit.strategies.base import Record, Strategy, prompt_limit
 from ragkit.strategies.context import fit_context
 from ragkit.strategies.prompts import question_messages
 from ragkit.types import Cost, Document, Example, Prediction
@@ -42,9 +42,7 @@ class FullContext(Strategy):
         self, record: Record, generator: Generator, corpus: Sequence[Document] | None
     ) -> tuple[list[Message], int]:
         """The prompt and its tokens; the record gets the context's provenance."""
-        limit = generator.input_limit(self.max_new_tokens)
-        if self.budget is not None:
-            limit = min(limit, self.budget)
+        limit = prompt_limit(generator, self.max_new_tokens, self.budget)
         question = record.example.question
         return fit_context(
             record,

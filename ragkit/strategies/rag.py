@@ -13,7 +13,7 @@ from typing import ClassVar
 from ragkit.generators.base import Generator
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
-from ragkit.strategies.base import Record, Strategy
+from ragkit.strategies.base import Record, Strategy, prompt_limit
 from ragkit.strategies.context import Packed, pack
 from ragkit.strategies.prompts import question_messages
 from ragkit.strategies.retrieval import Retrieval
@@ -42,23 +42,15 @@ class RAG(Strategy):
     def retrievers(self) -> list[Retrieval]:
         return [self.retrieval]
 
-    def _limit(self, generator: Generator) -> int:
-        window_limit = generator.input_limit(self.max_new_tokens)
-        return window_limit if self.budget is None else min(self.budget, window_limit)
-
     def contexts(
         self, records: Sequence[Record], generator: Generator, corpus: Sequence[Document] | None
     ) -> list[Packed]:
         """Select and pack every question's passages; the records get the stages and context."""
-        limit = self._limit(generator)
+        limit = prompt_limit(generator, self.max_new_tokens, self.budget)
         out = []
         for record, selected in zip(records, self.retrieval.select(records, generator, corpus), strict=True):
             packed = self._pack_question(generator, record, selected, limit)
-            provenance = record.provenance
-            provenance.context_ids = [s.chunk.id for s in packed.context.chunks]
-            provenance.context_tokens = packed.context.tokens
-            provenance.dropped_tokens += packed.context.dropped_tokens
-            provenance.gold_survived = packed.context.gold_survived
+            record.show(packed.context)
             out.append(packed)
         return out
 

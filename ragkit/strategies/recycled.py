@@ -32,7 +32,7 @@ from ragkit.generators.base import GenerationRequest, Generator, Message
 from ragkit.registry import register
 from ragkit.rerankers.order import by_score
 from ragkit.strategies._common import answer_once
-from ragkit.strategies.base import Record, Strategy
+from ragkit.strategies.base import Record, Strategy, prompt_limit
 from ragkit.strategies.context import Packed, pack
 from ragkit.strategies.prompts import SYSTEM, clean_answer, format_chunk, question_messages
 from ragkit.strategies.retrieval import Retrieval
@@ -126,10 +126,6 @@ class RecycledDemonstrations(Strategy):
         return turns
 
     # -- running ------------------------------------------------------------------------------
-    def _limit(self, generator: Generator) -> int:
-        window = generator.input_limit(self.max_new_tokens)
-        return window if self.budget is None else min(self.budget, window)
-
     def _sources(self, generator: Generator, record: Record, passages: list[Scored]) -> list[int]:
         """Which passages (0-based, best first) get a demonstration: ``m`` of them in seeded hash
         order, fewer where the budget cannot pay for writing them."""
@@ -179,9 +175,8 @@ class RecycledDemonstrations(Strategy):
         self, generator: Generator, record: Record, passages: list[Scored], demos: list[Demo]
     ) -> Packed:
         question, evidence = record.example.question, record.example.evidence
-        limit = generator.input_limit(self.max_new_tokens)
-        if self.budget is not None:
-            limit = min(limit, self.budget - record.cost.input_tokens)
+        left = None if self.budget is None else self.budget - record.cost.input_tokens  # after writing
+        limit = prompt_limit(generator, self.max_new_tokens, left)
         kept = list(demos)
         while kept and generator.prompt_tokens(self.messages(kept, question, "")) > limit:
             kept.pop()
@@ -213,11 +208,7 @@ class RecycledDemonstrations(Strategy):
         out = []
         for record, passages, own in zip(records, selected, demos, strict=True):
             packed = self._answer_prompt(generator, record, passages, own)
-            provenance = record.provenance
-            provenance.context_ids = [s.chunk.id for s in packed.context.chunks]
-            provenance.context_tokens = packed.context.tokens
-            provenance.dropped_tokens += packed.context.dropped_tokens
-            provenance.gold_survived = packed.context.gold_survived
+            record.show(packed.context)
             out.append(packed)
         return out
 
