@@ -65,6 +65,12 @@ def test_budget_is_a_hard_cap_and_unread_source_is_recorded():
     assert p.provenance.calls[-1].role == "manager"  # the manager always answers
 
 
+def test_a_short_context_still_gets_its_workers():
+    short = Example("s", "Where is it?", ["here"], [Document(id="x", title="", text="It is here.")])
+    [p] = ChainOfAgents(workers=2, cu_tokens=8).run([short], gen())
+    assert p.provenance.measures["workers"] == 2  # parts shorter than a cut's minimum are read whole
+
+
 def test_estimate_bounds_the_run():
     strategy = ChainOfAgents(workers=2, cu_tokens=8)
     [estimate] = strategy.estimate([EXAMPLE], gen())

@@ -141,12 +141,15 @@ class ChainOfAgents(Strategy):
 
     # -- running ------------------------------------------------------------------------------
     def _cut(self, generator: Generator, text: str, excess) -> str | None:
-        """``text`` if ``excess(text) <= 0``, else its longest head that fits (None below MIN_CUT
-        tokens). Re-checked after each cut: decoding and joining can move a count by a token."""
+        """``text`` if ``excess(text) <= 0``, else its longest head that fits (None when that is
+        under MIN_CUT tokens). Re-checked after each cut: decoding can move a count by a token."""
+        over = excess(text)
+        if over <= 0:  # fits whole, however short
+            return text
         ids = generator.tokenizer.encode(text)
-        keep = len(ids)
+        keep = len(ids) - over
         while keep >= MIN_CUT:
-            cut = text if keep == len(ids) else generator.tokenizer.decode(ids[:keep])
+            cut = generator.tokenizer.decode(ids[:keep])
             over = excess(cut)
             if over <= 0:
                 return cut
