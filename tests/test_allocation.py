@@ -16,10 +16,12 @@ from ragkit.allocation import (
 )
 from ragkit.regret import regret_table
 from ragkit.suggestion import (
+    declared_dims,
     fit_results,
     group_of,
     informativeness,
     informativeness_table,
+    parametric,
     suggest,
     theta_of,
 )
@@ -299,3 +301,20 @@ def test_regret_reports_leave_one_dataset_out_transfer():
     table = regret_table(results, [2000, 8000], "contains_answer", by="generator")
     assert len(table) == 6 and table["transfer_regret"].notna().all()
     assert (table["transfer_regret"] >= 0).all() and (table["regret"] >= -1e-12).all()
+
+
+def test_theta_is_read_from_the_columns_each_strategy_declares():
+    """RAG's k is its swept parameter; Chain of Agents' k and n are its measured means (documents
+    read, workers called); a strategy without theta (full context) is not parametric."""
+    rows = pd.DataFrame(
+        {
+            "strategy.type": ["rag", "chain_of_agents", "full_context"],
+            "strategy.retrieval.k": [4, None, None],
+            "n_documents": [None, 10.0, 10.0],
+            "workers": [None, 3.0, None],
+        }
+    )
+    dims = with_dims([], declared_dims(rows))
+    assert [d.name for d in dims] == ["k", "m", "n"]
+    np.testing.assert_array_equal(theta_of(rows, dims)[:2], [[4, 0, 1], [10, 0, 3]])
+    assert parametric(rows)["strategy.type"].tolist() == ["rag", "chain_of_agents"]
