@@ -158,9 +158,8 @@ def truncation(provenance: Provenance) -> dict[str, float]:
     budget) and ``dropped_share`` (the share of the context's tokens cut: of the full documents
     for full context, of the selected passages for RAG)."""
     dropped = float(provenance.dropped_tokens)
-    whole = provenance.measures.get("full_context_tokens") or (
-        float(provenance.context_tokens or 0) + dropped
-    )
+    shown = float(provenance.context_tokens or 0)
+    whole = provenance.measures.get("full_context_tokens") or (shown + dropped)
     return {"truncated": float(dropped > 0), "dropped_share": dropped / whole if whole else 0.0}
 
 
