@@ -176,7 +176,8 @@ def test_a_reranker_that_calls_the_generator_is_charged_to_the_question(name):
     assert sum(p.cost.calls for p in predictions) == len(g.generations_)
     assert sum(p.cost.input_tokens for p in predictions) == sum(x.input_tokens for x in g.generations_)
     for p in predictions:
-        assert "rerank" in [c.role.rsplit(".", 1)[-1] for c in p.provenance.calls]
+        reranks = [c for c in p.provenance.calls if c.role.rsplit(".", 1)[-1] == "rerank"]
+        assert reranks and all("Rank the" in c.messages[-1]["content"] for c in reranks)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -250,3 +251,12 @@ def test_every_strategy_catalog_entry_resolves_and_builds(entry):
 def test_an_arm_overrides_its_catalog_entry():
     [resolved] = expand_component("strategy", {"strategy": "chain-of-agents", "workers": 7}, None, "arms[0]")
     assert resolved["type"] == "chain_of_agents" and resolved["workers"] == 7
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_call_keeps_its_prompt(name):
+    """What the driver's traces show: each call's messages, the last one the user turn it answered."""
+    g = gen()
+    for p in build(name).run(QUESTIONS, g):
+        for call in p.provenance.calls:
+            assert call.messages and call.messages[-1]["role"] == "user", (name, call.role)

@@ -105,6 +105,7 @@ class ListwiseReranker(Reranker):
             raise ValueError("the listwise reranker ranks with the question's generator; none was given")
         lists = [list(c) for c in candidates]
         spent: list[list[Generation]] = [[] for _ in lists]
+        asked: list[list[GenerationRequest]] = [[] for _ in lists]
         plans = [self._windows(len(c)) for c in lists]
         for step in range(max((len(p) for p in plans), default=0)):
             asking = [
@@ -117,9 +118,12 @@ class ListwiseReranker(Reranker):
                 )
                 for q, start, end in asking
             ]
-            for (q, start, end), generation in zip(asking, generator.generate(requests), strict=True):
+            for (q, start, end), request, generation in zip(
+                asking, requests, generator.generate(requests), strict=True
+            ):
                 order = parse_ranking(generation.text, end - start)
                 lists[q][start:end] = [lists[q][start + i] for i in order]
                 spent[q].append(generation)
+                asked[q].append(request)
         ranked = [[Scored(s.chunk, float(len(items) - r)) for r, s in enumerate(items)] for items in lists]
-        return Batch(ranked, [AuxUse(generations=g) for g in spent])
+        return Batch(ranked, [AuxUse(generations=g, requests=r) for g, r in zip(spent, asked, strict=True)])

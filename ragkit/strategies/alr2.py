@@ -139,10 +139,10 @@ class ALR2(Strategy):
         prompts = [self._extract_prompt(r, generator, corpus) for r in records]
         requests = [GenerationRequest(m, max_new_tokens=self.evidence_tokens) for m, _ in prompts]
         extractions = []
-        for record, (messages, _), generation in zip(
-            records, prompts, generator.generate(requests), strict=True
+        for record, (messages, _), request, generation in zip(
+            records, prompts, requests, generator.generate(requests), strict=True
         ):
-            text = record.call(generation, generator, role="extract")
+            text = record.call(generation, generator, role="extract", request=request)
             lines = extracted_lines(text)
             evidence = "\n".join(lines)
             context = messages[-1]["content"]
@@ -158,8 +158,8 @@ class ALR2(Strategy):
             for r, e in zip(records, extractions, strict=True)
         ]
         out = []
-        for record, generation in zip(records, generator.generate(requests), strict=True):
-            record.provenance.raw_answer = record.call(generation, generator, role="reason")
+        for record, request, generation in zip(records, requests, generator.generate(requests), strict=True):
+            record.provenance.raw_answer = record.call(generation, generator, role="reason", request=request)
             out.append(record.prediction(clean_answer(generation.text)))
         return out
 

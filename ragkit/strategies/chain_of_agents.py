@@ -201,8 +201,10 @@ class ChainOfAgents(Strategy):
                 messages = self.worker_messages(chunk, chain.cu, chain.record.example.question)
                 requests.append(GenerationRequest(messages, max_new_tokens=self.cu_tokens))
                 asking.append((chain, chunk))
-            for (chain, chunk), generation in zip(asking, generator.generate(requests), strict=True):
-                chain.cu = chain.record.call(generation, generator, role="worker").strip()
+            for (chain, chunk), request, generation in zip(
+                asking, requests, generator.generate(requests), strict=True
+            ):
+                chain.cu = chain.record.call(generation, generator, role="worker", request=request).strip()
                 chain.read.append(chunk)
         requests = [
             GenerationRequest(
@@ -212,13 +214,13 @@ class ChainOfAgents(Strategy):
             for c in chains
         ]
         return [
-            self._finish(chain, generation, generator)
-            for chain, generation in zip(chains, generator.generate(requests), strict=True)
+            self._finish(chain, request, generation, generator)
+            for chain, request, generation in zip(chains, requests, generator.generate(requests), strict=True)
         ]
 
-    def _finish(self, chain: _Chain, generation, generator: Generator) -> Prediction:
+    def _finish(self, chain: _Chain, request, generation, generator: Generator) -> Prediction:
         record, example = chain.record, chain.record.example
-        text = record.call(generation, generator, role="manager")
+        text = record.call(generation, generator, role="manager", request=request)
         provenance = record.provenance
         read_tokens = sum(generator.count_tokens(t) for t in chain.read)
         provenance.raw_answer = text

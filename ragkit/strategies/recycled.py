@@ -160,8 +160,10 @@ class RecycledDemonstrations(Strategy):
             for r, i in plans
         ]
         demos: dict[int, list[Demo]] = {id(r): [] for r in records}
-        for (record, i), generation in zip(plans, generator.generate(requests), strict=True):
-            parsed = parse_demo(record.call(generation, generator, role="demo"))
+        for (record, i), request, generation in zip(
+            plans, requests, generator.generate(requests), strict=True
+        ):
+            parsed = parse_demo(record.call(generation, generator, role="demo", request=request))
             if parsed is None:
                 record.provenance.measures["demos_failed"] = (
                     record.provenance.measures.get("demos_failed", 0) + 1
