@@ -259,13 +259,15 @@ def truncation_cell(row: pd.Series) -> str:
 def display_table(results: pd.DataFrame) -> pd.DataFrame:
     """The table ``ragkit run`` ends with: configuration, the headline accuracy metrics and F1 with
     95% intervals (EM for short answers), the answer-in-context proxy, how many questions were
-    truncated and the share of tokens dropped, mean effective context tokens, prefill tokens
-    computed (after prefix reuse), seconds and dollars per question."""
+    truncated and the share of tokens dropped, generator calls per question (when a configuration
+    makes more than one), mean effective context tokens, prefill tokens computed (after prefix
+    reuse), seconds and dollars per question."""
     headlines = headline_metrics(results)
     # Cost columns shown only where they say something: prefill computed when some configuration
     # reused a shared prefix, dollars when the generator has prices.
     reuse = _differs(results, "prefill_tokens_computed", "effective_context_tokens")
     priced = "dollars" in results and bool((results["dollars"].fillna(0) > 0).any())
+    several_calls = _has(results, "calls") and bool((results["calls"] > 1).any())
     rows = []
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
@@ -277,6 +279,8 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             out[f"{label('answer_in_context')} [95% CI]"] = format_interval(row, "answer_in_context")
         if _has(results, "truncated"):
             out["truncated"] = truncation_cell(row)
+        if several_calls:
+            out["calls"] = f"{row.get('calls', float('nan')):.1f}"
         out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
         if reuse:
             out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"
