@@ -74,3 +74,20 @@ def test_unparseable_demonstrations_are_counted_not_used():
     [p] = recycled(m=2).run([EXAMPLE], g)
     assert p.provenance.measures["demos_failed"] == 2 and p.provenance.measures["demos"] == 0
     assert parse_demo("Question: Who? Answer: Bob") == ("Who?", "Bob") and parse_demo("nothing") is None
+    assert parse_demo("Question: Who built the bridge?") == ("Who built the bridge?", None)
+
+
+def test_a_question_written_without_its_answer_is_answered_from_its_passage():
+    g = ScriptedGenerator(
+        script={
+            "Write one question": "What colour is the bridge of Alpha town?",
+            "Question: What colour is the bridge": "It is red.",
+            "Where is the treasure": "Document [1]. Answer: under the old oak tree",
+        },
+        max_new_tokens=16,
+    )
+    [p] = recycled(m=1).run([EXAMPLE], g)
+    [demo] = p.provenance.details["demonstrations"]
+    assert demo["question"] == "What colour is the bridge of Alpha town?" and demo["answer"] == "red"
+    assert [c.role for c in p.provenance.calls] == ["demo", "demo", "answer"]
+    assert g.prompts_[1].count("Document [") == 1  # answered from its own passage only

@@ -6,11 +6,13 @@ DRAG's demonstrations are other questions, each with its own retrieved documents
 costs a context. Here the ``m`` demonstrations are written from the passages the question itself
 is shown: for each of ``m`` of its passages (picked in a seeded hash order, the paper's random
 choice made reproducible), one generator call writes a question answerable from that passage and
-its answer. The prompt then shows the documents once, the demonstrations as question/answer turns
-whose answers first point to the passage they came from ("Document [2]. Answer: ..."; the paper's
-explicit pointing to the relevant paragraph), and the question, which the model answers the same
-way. The demonstrations add only a question and an answer each; the calls that write them are the
-price, charged to the question (role "demo").
+its answer (a model that writes only the question gets a second call that answers it from the
+passage with RAG's prompt: SmolLM2-135M rarely writes both). The prompt then shows the documents
+once, the demonstrations as question/answer turns whose answers first point to the passage they
+came from ("Document [2]. Answer: ..."; the paper's explicit pointing to the relevant paragraph),
+and the question, which the model answers the same way. The demonstrations add only a question
+and an answer each; the calls that write them are the price, charged to the question (role
+"demo").
 
 Budget (effective context tokens per question, all calls): the demonstration-writing calls come
 first (sources are dropped, last first, while writing them would leave less than the answer prompt
@@ -36,7 +38,7 @@ from ragkit.strategies.base import Record, Strategy, prompt_limit
 from ragkit.strategies.context import Packed, pack
 from ragkit.strategies.prompts import SYSTEM, clean_answer, format_chunk, question_messages
 from ragkit.strategies.retrieval import Retrieval
-from ragkit.types import Cost, Document, Example, Prediction, Scored, stable_hash
+from ragkit.types import Chunk, Cost, Document, Example, Prediction, Scored, stable_hash
 
 WRITE_SYSTEM = "You write quiz questions about a text."
 WRITE = (
@@ -47,6 +49,7 @@ POINT = " First name the document that holds the answer, as in 'Document [2]. An
 _QA = re.compile(r"question\s*:\s*(?P<q>.+?)\s*answer\s*:\s*(?P<a>[^\n]+)", flags=re.IGNORECASE | re.DOTALL)
 _POINTER = re.compile(r"document\s*\[(\d+)\]", flags=re.IGNORECASE)
 _ANSWER = re.compile(r"answer\s*:\s*(.+)", flags=re.IGNORECASE | re.DOTALL)
+_QUESTION = re.compile(r"^\s*(?:\d+[.)]\s*)?question\s*:\s*", flags=re.IGNORECASE)
 
 
 @dataclass
@@ -57,13 +60,20 @@ class Demo:
     answer: str
 
 
-def parse_demo(text: str) -> tuple[str, str] | None:
+def parse_demo(text: str) -> tuple[str, str | None] | None:
+    """(question, answer) from a written demonstration; (question, None) when the model wrote only
+    a question (a line ending in "?"); None when it wrote neither."""
     found = _QA.search(text)
-    if not found:
-        return None
-    question = " ".join(found["q"].split())
-    answer = found["a"].strip().split("\n")[0].strip()
-    return (question, answer) if question and answer else None
+    if found:
+        question = " ".join(found["q"].split())
+        answer = found["a"].strip().split("\n")[0].strip()
+        if question and answer:
+            return question, answer
+    for line in text.splitlines():
+        line = _QUESTION.sub("", line).strip()
+        if line.endswith("?") and len(line.split()) >= 3:
+            return line, None
+    return None
 
 
 def final_answer(text: str) -> str:
@@ -126,6 +136,13 @@ class RecycledDemonstrations(Strategy):
         return turns
 
     # -- running ------------------------------------------------------------------------------
+    def _writing_tokens(self, generator: Generator, passage: Chunk) -> int:
+        """What writing one demonstration can cost: the question call, and the answering call a
+        model that wrote only the question gets (its question at full length)."""
+        question = generator.prompt_tokens(self.write_messages(passage.text))
+        filler = "x " * self.demo_tokens
+        return question + generator.prompt_tokens(question_messages(filler, format_chunk(1, passage)))
+
     def _sources(self, generator: Generator, record: Record, passages: list[Scored]) -> list[int]:
         """Which passages (0-based, best first) get a demonstration: ``m`` of them in seeded hash
         order, fewer where the budget cannot pay for writing them."""
@@ -136,41 +153,56 @@ class RecycledDemonstrations(Strategy):
         floor = generator.prompt_tokens(
             self.messages([], record.example.question, format_chunk(1, passages[0].chunk))
         )
-        while chosen:
-            writing = sum(
-                generator.prompt_tokens(self.write_messages(passages[i].chunk.text)) for i in chosen
-            )
-            if writing + floor <= self.budget:
-                break
+        while (
+            chosen
+            and sum(self._writing_tokens(generator, passages[i].chunk) for i in chosen) + floor > self.budget
+        ):
             chosen.pop()
         return chosen
 
     def _write(self, generator: Generator, records: Sequence[Record], selected: list[list[Scored]]):
-        """Write every question's demonstrations in one batch; returns them per question."""
+        """Write every question's demonstrations, batched: one call writes a question and its answer;
+        a question written without an answer gets a second call that answers it from its passage
+        (RAG's prompt over that one passage; a small model rarely writes both)."""
         plans = [
-            (r, i)
+            (r, passages[i].chunk, i + 1)
             for r, passages in zip(records, selected, strict=True)
             for i in self._sources(generator, r, passages)
         ]
-        lookup = {id(r): p for r, p in zip(records, selected, strict=True)}
         requests = [
-            GenerationRequest(
-                self.write_messages(lookup[id(r)][i].chunk.text), max_new_tokens=self.demo_tokens
-            )
-            for r, i in plans
+            GenerationRequest(self.write_messages(c.text), max_new_tokens=self.demo_tokens)
+            for _, c, _ in plans
         ]
-        demos: dict[int, list[Demo]] = {id(r): [] for r in records}
-        for (record, i), request, generation in zip(
+        written: list[tuple[Record, Chunk, int, str, str | None]] = []
+        for (record, chunk, source), request, generation in zip(
             plans, requests, generator.generate(requests), strict=True
         ):
             parsed = parse_demo(record.call(generation, generator, role="demo", request=request))
             if parsed is None:
+                measures = record.provenance.measures
+                measures["demos_failed"] = measures.get("demos_failed", 0) + 1
+            else:
+                written.append((record, chunk, source, *parsed))
+        unanswered = [w for w in written if w[4] is None]
+        requests = [
+            GenerationRequest(question_messages(q, format_chunk(1, c)), max_new_tokens=self.demo_tokens)
+            for _, c, _, q, _ in unanswered
+        ]
+        answers = {}
+        for item, request, generation in zip(unanswered, requests, generator.generate(requests), strict=True):
+            answers[id(item)] = clean_answer(
+                item[0].call(generation, generator, role="demo", request=request)
+            )
+        demos: dict[int, list[Demo]] = {id(r): [] for r in records}
+        for item in written:
+            record, chunk, source, question, answer = item
+            answer = answer if answer is not None else answers[id(item)]
+            if answer:
+                demos[id(record)].append(Demo(source, chunk.id, question, answer))
+            else:
                 record.provenance.measures["demos_failed"] = (
                     record.provenance.measures.get("demos_failed", 0) + 1
                 )
-                continue
-            chunk = lookup[id(record)][i].chunk
-            demos[id(record)].append(Demo(i + 1, chunk.id, *parsed))
         return [demos[id(r)] for r in records]
 
     def _answer_prompt(
@@ -241,16 +273,14 @@ class RecycledDemonstrations(Strategy):
         generator: Generator,
         corpus: Sequence[Document] | None = None,
     ) -> list[Cost]:
-        """An upper bound: every demonstration-writing call is made (the answer prompt assumes
+        """An upper bound: every demonstration takes both writing calls (the answer prompt assumes
         full-length demonstrations); capped by ``budget``."""
         max_new = self.max_new_tokens or generator.max_new_tokens
         records = [Record(e) for e in examples]
         out = []
         for record, passages in zip(records, self.retrieval.select(records, generator, corpus), strict=True):
             sources = self._sources(generator, record, passages)
-            writing = sum(
-                generator.prompt_tokens(self.write_messages(passages[i].chunk.text)) for i in sources
-            )
+            writing = sum(self._writing_tokens(generator, passages[i].chunk) for i in sources)
             filler = [Demo(i + 1, passages[i].chunk.id, "x " * (self.demo_tokens // 2), "x") for i in sources]
             documents = "\n\n".join(format_chunk(i + 1, s.chunk) for i, s in enumerate(passages))
             answer = generator.prompt_tokens(self.messages(filler, record.example.question, documents))
@@ -259,8 +289,8 @@ class RecycledDemonstrations(Strategy):
                 record.cost
                 + Cost(
                     input_tokens=total,
-                    output_tokens=self.demo_tokens * len(sources) + max_new,
-                    calls=len(sources) + 1,
+                    output_tokens=2 * self.demo_tokens * len(sources) + max_new,
+                    calls=2 * len(sources) + 1,
                 )
             )
         return out
