@@ -19,7 +19,7 @@ from typing import Any
 from ragkit.cache import Cache, cache_key
 from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo, Tokenizer
 from ragkit.retrievers.base import Retriever
-from ragkit.types import Corpus, Evidence, Scored, split_evenly
+from ragkit.types import AuxUse, Batch, Corpus, Evidence, Scored, uses
 
 
 class CachedRetriever(Retriever):
@@ -28,10 +28,6 @@ class CachedRetriever(Retriever):
         self.cache = cache
         self.depth = depth
         self.calls_ = 0  # queries actually sent to the inner retriever
-        # Auxiliary cost (embedder tokens, seconds) is stored with each entry and charged on every
-        # use, hit or miss, so a configuration's cost does not depend on what ran before it.
-        self.aux_tokens_ = 0
-        self.aux_seconds_ = 0.0
 
     def spec(self) -> dict[str, Any]:
         return self.inner.spec()
@@ -66,28 +62,31 @@ class CachedRetriever(Retriever):
         if missing:
             self.calls_ += len(missing)
             self.inner.warm_up()  # loading the model is start-up, not a question's retrieval time
-            tokens_before = getattr(self.inner, "aux_tokens_", 0)
             started = time.perf_counter()
             fresh = self.inner.retrieve(
                 [queries[i] for i in missing], corpus, want, evidence=[ev[i] for i in missing]
             )
             seconds = (time.perf_counter() - started) / len(missing)
-            tokens = split_evenly(getattr(self.inner, "aux_tokens_", 0) - tokens_before, len(missing))
             new = {
                 keys[i]: {
                     "depth": want,
                     "hits": [[s.chunk.id, s.score] for s in hits],
-                    "aux_tokens": share,
-                    "seconds": seconds,
+                    "aux_tokens": use.tokens,
+                    "seconds": use.seconds or seconds,
                 }
-                for i, hits, share in zip(missing, fresh, tokens, strict=True)
+                for i, hits, use in zip(missing, fresh, uses(fresh), strict=True)
             }
             self.cache.put_many("retrieval", new)
             found.update(new)
-        for key in keys:
-            self.aux_tokens_ += found[key].get("aux_tokens", 0)
-            self.aux_seconds_ += found[key].get("seconds", 0.0)
-        return [[Scored(by_id[cid], score) for cid, score in found[key]["hits"][:k]] for key in keys]
+        # Auxiliary cost (embedder tokens, seconds) is stored with each entry and charged on every
+        # use, hit or miss, so a configuration's cost does not depend on what ran before it.
+        return Batch(
+            [[Scored(by_id[cid], score) for cid, score in found[key]["hits"][:k]] for key in keys],
+            [
+                AuxUse(tokens=found[key].get("aux_tokens", 0), seconds=found[key].get("seconds", 0.0))
+                for key in keys
+            ],
+        )
 
 
 class CachedGenerator(Generator):

@@ -42,3 +42,10 @@ class Component:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+class Settings(Component):
+    """A group of parameters that several components share (the retrieval settings of every
+    RAG-like strategy). It has no registry name of its own: in a YAML it is a nested mapping under
+    its owner's parameter (``retrieval: {retriever: bm25, k: [1, 3]}``), expanded and swept like
+    the owner's own fields, and built before the owner."""

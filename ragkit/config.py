@@ -6,7 +6,8 @@ Everything a user can get wrong is found here, before any model loads, and repor
 A component reference is one of
 - a catalog name: ``retriever: bm25`` (the file ``retrievers/bm25.yaml``; a user's own folder
   of that name, in the working directory or ``$RAGKIT_CATALOG_PATH``, overrides the bundled one),
-  or a registered type name with default parameters (``strategy: rag``);
+  or a registered type name with default parameters (``strategy: rag``); an arm's
+  ``strategy:`` may name a catalog entry of ``strategies/`` too (``strategy: chain-of-agents``);
 - ``{use: bm25, k1: 1.2}``: a catalog entry with overrides;
 - ``{type: bm25, backend: rank_bm25}``: a type with parameters.
 
@@ -43,6 +44,7 @@ CATALOG_FOLDERS = {
     "pruner": "pruners",
     "dataset": "datasets",
     "generator": "generators",
+    "strategy": "strategies",
 }
 
 
@@ -153,6 +155,72 @@ def component_kind(annotation: Any) -> str | None:
     return None
 
 
+def settings_class(annotation: Any) -> type | None:
+    """The settings group of a parameter annotation (``Retrieval`` -> the class), else None."""
+    from ragkit.component import Settings
+
+    candidates = [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        candidates = [a for a in typing.get_args(annotation) if a is not type(None)]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, Settings):
+            return candidate
+    return None
+
+
+def groups_of(cls: type) -> dict[str, type]:
+    """``cls``'s parameters that are settings groups: parameter name -> group class."""
+    fields = registry.params_model(cls).model_fields
+    return {name: group for name, info in fields.items() if (group := settings_class(info.annotation))}
+
+
+def lift_settings(
+    cls: type, spec: dict[str, Any], file: Any = None, path: str = "", flat: set[str] | None = None
+) -> dict[str, Any]:
+    """The flat form of a settings group: its fields written directly in the owner's mapping
+    (``retriever: bm25`` and ``k: 5`` in a RAG arm, as before the retrieval settings were one
+    setting) are moved into the group's mapping (``retrieval: {retriever: bm25, k: 5}``), so old
+    experiment files and the run folders they wrote resolve exactly as the nested form does.
+    ``flat`` collects the groups given only in the flat form (their errors name the flat path)."""
+    own = registry.params_model(cls).model_fields
+    spec = dict(spec)
+    for pname, group in groups_of(cls).items():
+        fields = registry.params_model(group).model_fields
+        loose = [k for k in spec if k not in own and k in fields]
+        if not loose:
+            continue
+        nested = spec.get(pname)
+        if nested is not None and not isinstance(nested, dict):
+            raise ConfigError(
+                file, f"{path}.{loose[0]}", f"set it inside '{pname}:' (a mapping), not beside it"
+            )
+        if nested is None and flat is not None:
+            flat.add(pname)
+        nested = dict(nested or {})
+        for key in loose:
+            if key in nested:
+                raise ConfigError(
+                    file,
+                    f"{path}.{key}",
+                    f"given twice, beside '{pname}:' and inside it: keep the one in '{pname}:'",
+                )
+            nested[key] = spec.pop(key)
+        spec[pname] = nested
+    return spec
+
+
+def lift_resolved(kind: str, resolved: dict[str, Any]) -> dict[str, Any]:
+    """:func:`lift_settings` on a resolved component (a run folder's ``config.yaml``); a type
+    that is no longer registered is returned unchanged."""
+    try:
+        cls = registry.get(kind, resolved["type"])
+    except (registry.RegistryError, KeyError, TypeError):
+        return resolved
+    head = {k: resolved[k] for k in ("type", "name", "version") if k in resolved}
+    rest = {k: v for k, v in resolved.items() if k not in head}
+    return {**head, **lift_settings(cls, rest)}
+
+
 def _is_list_type(annotation: Any) -> bool:
     origins = {typing.get_origin(annotation), annotation}
     for arg in typing.get_args(annotation):
@@ -201,13 +269,20 @@ def _reference(kind: str, ref: Any, file: Any, path: str) -> tuple[dict[str, Any
             base.update(ref)
             return base, file if ref else source
         if type_key in ref:
-            type_name = ref.pop(type_key)
-            if not isinstance(type_name, str):
+            name = ref.pop(type_key)
+            if not isinstance(name, str):
                 hint = " (a strategy is not swept: write one arm per strategy)" if kind == "strategy" else ""
                 raise ConfigError(
-                    file, f"{path}.{type_key}", f"expected a {kind} type name, got {_shown(type_name)}{hint}"
+                    file, f"{path}.{type_key}", f"expected a {kind} type name, got {_shown(name)}{hint}"
                 )
-            ref["type"] = type_name
+            if name not in registry.names(kind) and find_catalog(kind, name):
+                # a catalog entry named where a type goes (``strategy: chain-of-agents``): its
+                # fields, overridden by the arm's; a registered type name always means the type
+                # (``type: hybrid`` with only ``first`` is missing ``second``, not the catalog's)
+                base, source = _reference(kind, name, file, f"{path}.{type_key}")
+                base.update(ref)
+                return base, file if ref else source
+            ref["type"] = name
             return ref, file
         raise ConfigError(file, path, f"expected a {kind} name, or a mapping with 'use:' or '{type_key}:'")
     raise ConfigError(file, path, f"expected a {kind} name or mapping, got {_shown(ref)}")
@@ -244,22 +319,70 @@ def expand_component(
         cls = registry.get(kind, type_name)
     except registry.RegistryError as exc:
         raise ConfigError(source, f"{path}.type", str(exc)) from None
+    head: dict[str, Any] = {"type": type_name}
+    if name:
+        head["name"] = name
+    # the stage version is part of the identity: a code change that alters outputs (a new
+    # prompt, a fixed bug) gets a new config hash, so old predictions are not resumed into it
+    head["version"] = str(getattr(cls, "version", "1"))
+    flat: set[str] = set()
+    spec = lift_settings(cls, spec, source, path, flat)
+    what = f"{kind} {type_name!r}"
+    return [{**head, **combo} for combo in _expand_fields(cls, spec, source, path, what, flat, seed=seed)]
+
+
+def _expand_settings(
+    group: type, value: Any, file: Any, path: str, seed: int | None = None
+) -> list[dict[str, Any]]:
+    """Every alternative of a settings group: a mapping (its fields swept like the owner's) or a
+    list of mappings (a sweep over whole settings, e.g. YAML anchors of several setups)."""
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(file, path, "an empty list sweeps over nothing")
+        _check_sweep_size(len(value), file, path)
+        return [
+            alt for i, v in enumerate(value) for alt in _expand_settings(group, v, file, f"{path}[{i}]", seed)
+        ]
+    if not isinstance(value, dict):
+        raise ConfigError(
+            file,
+            path,
+            f"expected a mapping of {group.__name__.lower()} settings, got {type(value).__name__} {value!r}",
+        )
+    return _expand_fields(group, dict(value), file, path, f"{group.__name__.lower()} settings", seed=seed)
+
+
+def _expand_fields(
+    cls: type,
+    spec: dict[str, Any],
+    source: Any,
+    path: str,
+    what: str,
+    flat: set[str] | frozenset[str] = frozenset(),
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """The product of every parameter's alternatives (sweeps, nested components and settings); a
+    settings group in ``flat`` was written in its owner's mapping, so its fields' errors name the
+    owner's path."""
     model = registry.params_model(cls)
     fields = model.model_fields
     unknown = [k for k in spec if k not in fields]
     if unknown:
+        inner = {g: list(registry.params_model(c).model_fields) for g, c in groups_of(cls).items()}
+        known = list(fields) + [f for names in inner.values() for f in names]
+        also = "".join(f"; or, inside {g}: {', '.join(names)}" for g, names in inner.items())
         raise ConfigError(
             source,
             f"{path}.{unknown[0]}",
-            f"unknown parameter for {kind} {type_name!r}{_suggest(unknown[0], list(fields))}"
-            f" (expected one of: {', '.join(fields)})",
+            f"unknown parameter for {what}{_suggest(unknown[0], known)}"
+            f" (expected one of: {', '.join(fields)}{also})",
         )
     axes: list[list[tuple[str, Any]]] = []
     for pname, info in fields.items():
         ppath = f"{path}.{pname}"
         if pname not in spec:
             if info.is_required():
-                raise ConfigError(source, ppath, f"missing required parameter of {kind} {type_name!r}")
+                raise ConfigError(source, ppath, f"missing required parameter of {what}")
             if pname == "seed" and seed is not None:
                 axes.append([(pname, seed)])
                 continue
@@ -268,9 +391,15 @@ def expand_component(
             continue
         value = spec[pname]
         sub_kind = component_kind(info.annotation)
-        if sub_kind is not None:
+        group = settings_class(info.annotation)
+        if sub_kind is not None or group is not None:
             if value is None and _optional(info.annotation):
                 axes.append([(pname, None)])
+            elif group is not None:
+                gpath = path if pname in flat else ppath
+                alternatives = _expand_settings(group, value, source, gpath, seed)
+                _check_settings_constraints(cls, pname, alternatives, source, gpath)
+                axes.append([(pname, alt) for alt in alternatives])
             else:
                 alternatives = expand_component(sub_kind, value, source, ppath, seed=seed)
                 axes.append([(pname, alt) for alt in alternatives])
@@ -290,17 +419,7 @@ def expand_component(
     for axis in axes:
         total *= len(axis)
     _check_sweep_size(total, source, path)
-    out = []
-    for combo in itertools.product(*axes):
-        resolved: dict[str, Any] = {"type": type_name}
-        if name:
-            resolved["name"] = name
-        # the stage version is part of the identity: a code change that alters outputs (a new
-        # prompt, a fixed bug) gets a new config hash, so old predictions are not resumed into it
-        resolved["version"] = str(getattr(cls, "version", "1"))
-        resolved.update(combo)
-        out.append(resolved)
-    return out
+    return [dict(combo) for combo in itertools.product(*axes)]
 
 
 def _jsonable(value: Any) -> bool:
@@ -366,16 +485,22 @@ def _check_sweep_size(count: int, file: Any, path: str, limit: int = HARD_LIMIT)
 
 
 def build_component(kind: str, resolved: dict[str, Any]) -> Any:
-    """Construct a resolved component (nested components first)."""
-    cls = registry.get(kind, resolved["type"])
+    """Construct a resolved component (nested components and settings first)."""
+    return _build(registry.get(kind, resolved["type"]), resolved)
+
+
+def _build(cls: type, resolved: dict[str, Any]) -> Any:
     fields = registry.params_model(cls).model_fields
     params = {}
     for pname, value in resolved.items():
         if pname in ("type", "name", "version"):
             continue
         sub_kind = component_kind(fields[pname].annotation)
+        group = settings_class(fields[pname].annotation)
         if sub_kind is not None and isinstance(value, dict):
             value = build_component(sub_kind, value)
+        elif group is not None and isinstance(value, dict):
+            value = _build(group, value)
         params[pname] = value
     return cls(**params)
 
@@ -593,8 +718,17 @@ def _label(flat: dict[str, Any], key: str) -> Any:
     return "none" if value is None else value
 
 
+@functools.cache
+def _group_names() -> frozenset[str]:
+    """Parameter names of the registered strategies' settings groups ("retrieval")."""
+    return frozenset(n for t in registry.names("strategy") for n in groups_of(registry.get("strategy", t)))
+
+
 def _short(path: str) -> str:
-    parts = [p for p in path.split(".") if p not in ("strategy", "dataset", "generator")]
+    """A field's name in a configuration name: "strategy.retrieval.k" reads "k" (the fields of a
+    settings group read as the strategy's own, as in the flat form)."""
+    skip = {"strategy", "dataset", "generator"} | _group_names()
+    parts = [p for p in path.split(".") if p not in skip]
     if parts and parts[-1] in ("name", "type") and len(parts) > 1:
         parts = parts[:-1]
     return ".".join(parts) or path
@@ -660,7 +794,7 @@ def load_experiment(
             configurations.append(
                 Configuration(resolved=resolved, name=label or strat["type"], arm=index, seed=spec.seed)
             )
-    _check_code_references(configurations, file, allow_code)
+    _check_code_references(configurations, file, allow_code, list(spec.arms))
     shared = [
         k for k in _varying_leaves([c.resolved for c in configurations]) if not k.startswith("strategy.")
     ]
@@ -704,21 +838,52 @@ def load_experiment(
     return Experiment(file=file, spec=spec, raw=raw, configurations=configurations)
 
 
-def _code_references(kind: str, resolved: dict[str, Any], path: str) -> Iterator[tuple[str, str, Any]]:
-    """(field path, value, marker) of every parameter declared as a :class:`CodeReference`."""
-    fields = registry.params_model(registry.get(kind, resolved["type"])).model_fields
+def _code_references(
+    kind: str | None, resolved: dict[str, Any], path: str, written: Any = None, cls: type | None = None
+) -> Iterator[tuple[str, str, Any]]:
+    """(field path, value, marker) of every parameter declared as a :class:`CodeReference`, in
+    nested components and settings groups too; ``written`` (the file's own mapping at this level)
+    names a settings group's fields where the file wrote them (beside the group or inside it)."""
+    cls = cls or registry.get(kind, resolved["type"])
+    fields = registry.params_model(cls).model_fields
+    written = written if isinstance(written, dict) else {}
     for pname, info in fields.items():
         value = resolved.get(pname)
         sub_kind = component_kind(info.annotation)
         if sub_kind is not None and isinstance(value, dict):
-            yield from _code_references(sub_kind, value, f"{path}.{pname}")
+            yield from _code_references(sub_kind, value, f"{path}.{pname}", written.get(pname))
+            continue
+        group = settings_class(info.annotation)
+        if group is not None and isinstance(value, dict):
+            inside = pname in written
+            where = f"{path}.{pname}" if inside else path
+            yield from _code_references(
+                None, value, where, written.get(pname) if inside else written, cls=group
+            )
             continue
         for marker in info.metadata:
             if isinstance(marker, CodeReference) and isinstance(value, str):
                 yield f"{path}.{pname}", value, marker
 
 
-def _check_code_references(configurations: list[Configuration], file: Any, allow_code: bool) -> None:
+def _check_settings_constraints(
+    cls: type, pname: str, alternatives: list[dict[str, Any]], file: Any, path: str
+) -> None:
+    """A component's own limits on a shared settings group's fields (``settings_constraints``:
+    Self-Route needs ``retrieval.k >= 1`` where RAG takes k = 0 as closed book)."""
+    for name, annotation in (getattr(cls, "settings_constraints", None) or {}).items():
+        group, _, field_name = name.partition(".")
+        if group != pname:
+            continue
+        adapter = pydantic.TypeAdapter(annotation)
+        for alt in alternatives:
+            if field_name in alt:
+                _check(adapter, alt[field_name], file, f"{path}.{field_name}")
+
+
+def _check_code_references(
+    configurations: list[Configuration], file: Any, allow_code: bool, arms: list[Any] | None = None
+) -> None:
     """An experiment file that imports code is code: refuse it unless the user said --allow-code."""
     seen: set[tuple[str, str]] = set()
     for c in configurations:
@@ -730,7 +895,8 @@ def _check_code_references(configurations: list[Configuration], file: Any, allow
         if c.resolved["evaluation"].get("judge"):
             roots.append(("generator", "evaluation.judge", c.resolved["evaluation"]["judge"]))
         for kind, path, resolved in roots:
-            for field_path, value, marker in _code_references(kind, resolved, path):
+            mine = arms[c.arm] if kind == "strategy" and arms and c.arm < len(arms) else None
+            for field_path, value, marker in _code_references(kind, resolved, path, mine):
                 if (field_path, value) in seen:
                     continue
                 seen.add((field_path, value))

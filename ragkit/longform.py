@@ -104,7 +104,7 @@ def score_example(example: Example, prediction: Prediction) -> dict[str, float]:
     if example.meta.get("task") == "needle":
         # The raw output: the cleaned answer keeps only the first line, and a model may list
         # the values of a multi-value needle one per line.
-        raw = str(prediction.provenance.get("raw_answer", prediction.answer) or "")
+        raw = prediction.provenance.raw_answer or prediction.answer or ""
         recall = needle_recall(raw, example.answers)
         return {
             "needle_recall": recall,

@@ -52,7 +52,7 @@ from ragkit.stats import (  # noqa: F401  (re-exported: the metrics API before r
     required_sample_size,
     wilson_interval,
 )
-from ragkit.types import Evidence, Example, Prediction
+from ragkit.types import Evidence, Example, Prediction, Provenance
 
 # Bumped whenever a change here (or in longform/judge scoring) changes a score: part of every
 # configuration's scoring key, so `ragkit run` re-scores saved predictions scored by older code.
@@ -261,14 +261,12 @@ def score(examples: Sequence[Example], predictions: Sequence[Prediction]) -> pd.
             "abstained": abstained,
             "answerable": example.answerable,
             "abstention_correct": float(abstained != example.answerable),
-            "evidence_recall": _float(provenance.get("evidence_recall")),
+            "evidence_recall": _float(provenance.evidence_recall),
+            "dropped_tokens": float(provenance.dropped_tokens),
+            "gold_survived": _float(provenance.gold_survived),
         }
         row.update({f"cost_{k}": v for k, v in prediction.cost.to_dict().items()})
-        if "dropped_tokens" in provenance:
-            row["dropped_tokens"] = _float(provenance["dropped_tokens"])
-            row.update(truncation(provenance))
-        if "gold_survived" in provenance:
-            row["gold_survived"] = _float(provenance["gold_survived"])
+        row.update(truncation(provenance))
         row.update({f"meta_{k}": _scalar(v) for k, v in example.meta.items()})
         rows.append(row)
     if not rows:
@@ -279,12 +277,13 @@ def score(examples: Sequence[Example], predictions: Sequence[Prediction]) -> pd.
     return frame
 
 
-def truncation(provenance: dict[str, Any]) -> dict[str, float]:
+def truncation(provenance: Provenance) -> dict[str, float]:
     """``truncated`` (1.0 when tokens of the question's context were cut to fit the window or
     budget) and ``dropped_share`` (the share of the context's tokens cut: of the full documents
     for full context, of the selected passages for RAG)."""
-    dropped = float(provenance.get("dropped_tokens") or 0)
-    whole = provenance.get("full_context_tokens") or (float(provenance.get("context_tokens") or 0) + dropped)
+    dropped = float(provenance.dropped_tokens)
+    shown = float(provenance.context_tokens or 0)
+    whole = provenance.measures.get("full_context_tokens") or (shown + dropped)
     return {"truncated": float(dropped > 0), "dropped_share": dropped / whole if whole else 0.0}
 
 

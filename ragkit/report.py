@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ragkit.breakdown import breakdown, breakdown_fields, name_field  # noqa: F401 (re-exported)
-from ragkit.config import flatten, load_experiment, prediction_settings
+from ragkit.config import flatten, groups_of, lift_resolved, load_experiment, prediction_settings
 from ragkit.metric_info import METRICS, label
 from ragkit.types import stable_hash
 
@@ -81,7 +81,10 @@ def _finished_by_settings(base: Path) -> dict[str, Path]:
             config = yaml.safe_load((summary.parent / "config.yaml").read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
-        found[stable_hash(_without_versions(prediction_settings(config)))] = summary.parent
+        settings = prediction_settings(config)
+        if isinstance(settings.get("strategy"), dict):  # a run from before the nested settings
+            settings["strategy"] = lift_resolved("strategy", settings["strategy"])
+        found[stable_hash(_without_versions(settings))] = summary.parent
     return found
 
 
@@ -112,7 +115,10 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
         if is_older:  # the settings are the same; the versions are the run's own
             import yaml
 
-            ran = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()))
+            ran_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+            if isinstance(ran_config.get("strategy"), dict):  # a run from before the nested settings
+                ran_config["strategy"] = lift_resolved("strategy", ran_config["strategy"])
+            ran = flatten(ran_config)
             changed = [
                 f"{key} {ran.get(key, '-')}->{value}"
                 for key, value in current.items()
@@ -120,6 +126,9 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
             ]
             current = {k: ran.get(k) if k.endswith("version") else v for k, v in current.items()}
             row["version_changes"] = ", ".join(changed)
+            # no version changed: the same settings written in an older layout (flat retrieval
+            # settings), so the run is current
+            row["older_version"] = bool(changed)
         row.update(current)
         summary = _read_summary(summary_file)
         if summary is None:
@@ -208,10 +217,30 @@ def _from_mlflow(parent_run_id: str, tracking_uri: str | None = None) -> pd.Data
             "config_hash": run.data.tags.get("ragkit.config_hash"),
             "run_id": run.info.run_id,
         }
-        row.update({k: _number(v) for k, v in run.data.params.items()})
+        row.update(_nested_params({k: _number(v) for k, v in run.data.params.items()}))
         row.update(plain_metrics(run.data.metrics))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _nested_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Dotted params of a run logged before the retrieval settings were nested ("strategy.k",
+    "strategy.retriever.name") under the names they have now ("strategy.retrieval.k", ...)."""
+    from ragkit import registry
+
+    try:
+        cls = registry.get("strategy", str(params.get("strategy.type")))
+    except registry.RegistryError:
+        return params
+    own = registry.params_model(cls).model_fields
+    moved = {}
+    for group_name, group in groups_of(cls).items():
+        fields = registry.params_model(group).model_fields
+        for key in params:
+            head = key.split(".")[1] if key.startswith("strategy.") and key.count(".") >= 1 else ""
+            if head in fields and head not in own:
+                moved[key] = f"strategy.{group_name}.{key.removeprefix('strategy.')}"
+    return {moved.get(k, k): v for k, v in params.items()}
 
 
 def _number(value: str) -> Any:
@@ -287,13 +316,15 @@ def truncation_cell(row: pd.Series) -> str:
 def display_table(results: pd.DataFrame) -> pd.DataFrame:
     """The table ``ragkit run`` ends with: configuration, the headline accuracy metrics and F1 with
     95% intervals (EM for short answers), the answer-in-context proxy, how many questions were
-    truncated and the share of tokens dropped, mean effective context tokens, prefill tokens
-    computed (after prefix reuse), seconds and dollars per question."""
+    truncated and the share of tokens dropped, generator calls per question (when a configuration
+    makes more than one), mean effective context tokens, prefill tokens computed (after prefix
+    reuse), seconds and dollars per question."""
     headlines = headline_metrics(results)
     # Cost columns shown only where they say something: prefill computed when some configuration
     # reused a shared prefix, dollars when the generator has prices.
     reuse = _differs(results, "prefill_tokens_computed", "effective_context_tokens")
     priced = "dollars" in results and bool((results["dollars"].fillna(0) > 0).any())
+    several_calls = _has(results, "calls") and bool((results["calls"] > 1).any())
     rows = []
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
@@ -305,6 +336,8 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             out[f"{label('answer_in_context')} [95% CI]"] = format_interval(row, "answer_in_context")
         if _has(results, "truncated"):
             out["truncated"] = truncation_cell(row)
+        if several_calls:
+            out["calls"] = f"{row.get('calls', float('nan')):.1f}"
         out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
         if reuse:
             out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"

@@ -36,7 +36,6 @@ from ragkit.config import ConfigError, Configuration, Experiment, build_componen
 from ragkit.lengths import document_tokens
 from ragkit.predictions_file import append_predictions, read_predictions
 from ragkit.preflight import check_tracking_store, check_writable_folder
-from ragkit.retrievers.base import Retriever
 from ragkit.run_lock import experiment_lock, store_lock
 from ragkit.security import redact
 from ragkit.tracking import Tracker, questions_hash, resolve_tracking_uri
@@ -97,7 +96,8 @@ def build_components(experiment: Experiment, cache: Cache) -> tuple[dict[str, An
             raise
         except (TypeError, ValueError, ImportError) as exc:
             raise ConfigError(file, f"arms[{c.arm}]", f"configuration {index} ({c.name}): {exc}") from exc
-        check_components(strategy, file, f"arms[{c.arm}]")
+        arms = experiment.spec.arms
+        check_components(strategy, file, f"arms[{c.arm}]", arms[c.arm] if c.arm < len(arms) else None)
         strategies.append(strategy)
     judge = None
     if experiment.configurations[0].resolved["evaluation"].get("judge"):
@@ -165,12 +165,19 @@ def check_examples(loaded: Any, file: Any) -> None:
             )
 
 
-def check_components(component: Any, file: Any, path: str) -> None:
+def check_components(component: Any, file: Any, path: str, written: Any = None) -> None:
     """``component.check()`` and that of every component inside it (a strategy's retriever, a
-    haystack's base dataset), as a ConfigError naming the field."""
+    haystack's base dataset), as a ConfigError naming the field as the file wrote it (``written``:
+    the file's mapping at this level; a settings group's fields may sit beside it, flat)."""
+    from ragkit.component import Settings
+
+    written = written if isinstance(written, dict) else {}
     for name, value in vars(component).items():
         if isinstance(value, Component) and not name.endswith("_"):
-            check_components(value, file, f"{path}.{name}")
+            if isinstance(value, Settings) and name not in written:  # written flat, in the owner
+                check_components(value, file, path, written)
+            else:
+                check_components(value, file, f"{path}.{name}", written.get(name))
     if isinstance(component, Component):
         try:
             component.check()
@@ -179,28 +186,18 @@ def check_components(component: Any, file: Any, path: str) -> None:
 
 
 def _share_retrieval(prepared: Prepared) -> None:
-    """Wrap every retriever in a cache that retrieves once at the deepest k asked of it."""
+    """Wrap the retriever of every retrieval setting the strategies declare in a cache that
+    retrieves once at the deepest k any configuration asks of it."""
+    settings = [r for strategy in prepared.strategies for r in strategy.retrievers()]
     depth: dict[str, int] = {}
-    for strategy in prepared.strategies:
-        for name, value in vars(strategy).items():
-            if isinstance(value, Retriever) and not name.endswith("_"):
-                key = stable_hash(value.spec())
-                wanted = (
-                    strategy.retrieval_depth()
-                    if hasattr(strategy, "retrieval_depth")
-                    else getattr(strategy, "k", 0)
-                )
-                depth[key] = max(depth.get(key, 0), int(wanted or 0))
-    for strategy in prepared.strategies:
-        for name, value in list(vars(strategy).items()):
-            if (
-                isinstance(value, Retriever)
-                and not isinstance(value, CachedRetriever)
-                and not name.endswith("_")
-            ):
-                wrapped = CachedRetriever(value, prepared.cache, depth[stable_hash(value.spec())])
-                setattr(strategy, name, wrapped)
-                prepared.retrievers.append(wrapped)
+    for setting in settings:
+        key = stable_hash(setting.retriever.spec())
+        depth[key] = max(depth.get(key, 0), setting.depth())
+    for setting in settings:
+        if not isinstance(setting.retriever, CachedRetriever):
+            key = stable_hash(setting.retriever.spec())
+            setting.retriever = CachedRetriever(setting.retriever, prepared.cache, depth[key])
+            prepared.retrievers.append(setting.retriever)
 
 
 def documents_together(examples: Sequence[Any]) -> list[Any]:
@@ -270,31 +267,19 @@ def write_config_file(path: Path, configuration: Configuration) -> None:
 ProgressHook = Callable[[str, int, int], None]  # (configuration name, done, total)
 
 
-# Numeric provenance every strategy may record (pruning compression, IterDRAG rounds, routing):
-# copied into the per-question scores so summaries and MLflow metrics carry their means.
-_SKIP_PROVENANCE = {
-    "evidence_recall",
-    "dropped_tokens",
-    "gold_survived",
-    "cached",
-    "retrieval_seconds",
-    "rerank_seconds",
-    "prune_seconds",
-}
-
-
 def _with_extra_scores(scores: pd.DataFrame, examples: Sequence[Any], predictions: Sequence[Prediction]):
     from ragkit.longform import score_frame
 
     extra = score_frame(examples, predictions)
     if len(extra.columns) > 1:
         scores = scores.merge(extra, on="example_id", how="left")
+    # A strategy's own per-question measures (pruning compression, IterDRAG rounds, routing) and
+    # the context it showed become score columns, so summaries and MLflow metrics carry their means.
     columns: dict[str, list[float]] = {}
     for i, p in enumerate(predictions):
-        for key, value in p.provenance.items():
-            if key in _SKIP_PROVENANCE or key in scores.columns:
-                continue
-            if isinstance(value, bool | int | float) or value is None:
+        values = {"context_tokens": p.provenance.context_tokens, **p.provenance.measures}
+        for key, value in values.items():
+            if key not in scores.columns:
                 columns.setdefault(key, [float("nan")] * len(predictions))[i] = (
                     float("nan") if value is None else float(value)
                 )

@@ -3,7 +3,7 @@
 Validation of the suggestions (regret against the grid-best) is in :mod:`ragkit.regret`.
 
 Works on the one-row-per-configuration frame of :func:`ragkit.report.load_results` (dotted params
-such as ``strategy.type`` and ``strategy.k``, metrics such as ``contains_answer`` and
+such as ``strategy.type`` and ``strategy.retrieval.k``, metrics such as ``contains_answer`` and
 ``effective_context_tokens``). A budget is per question, as in the paper's Eq. 1 (every question
 must fit: l(x_i; theta) <= L_max): a configuration fits a budget when its measured (or, for an
 untried combination, estimated) largest effective context of any question is within it
@@ -13,21 +13,23 @@ the mean (what ragkit did before: ``rag bm25 k=1`` with mean 212 and max 347 tok
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ragkit.allocation import DEFAULT_DIMS, AllocationModel, Dim, fit
+from ragkit.allocation import DEFAULT_DIMS, AllocationModel, Dim, fit, split_column
 
 # -- result frames -------------------------------------------------------------------------------
-PARAMETRIC = ("rag", "drag", "iterdrag")  # strategies whose configurations live in theta-space
-# The paper's strategies, each with its own informativeness (App. H: "in each strategy and task"):
-# RAG is DRAG with m = 0 (the paper's DRAG grid starts at m = 0; ragkit's prompts are identical).
-FAMILY = {"rag": "drag", "drag": "drag", "iterdrag": "iterdrag"}
+# Which strategies live in theta-space, and along which dimensions, is what each strategy declares
+# (Strategy.theta, Strategy.family): each family has its own informativeness (App. H: "in each
+# strategy and task"); RAG declares DRAG's family (RAG is DRAG with m = 0). A family whose own
+# sweep lacks the configurations i needs borrows DRAG's, the paper's single-call strategy.
+BASE_FAMILY = "drag"
 STRATEGY = "strategy.type"
 TOKENS = "effective_context_tokens"
 BY = ("generator+dataset", "generator")
@@ -102,20 +104,58 @@ def row_key(row: Any, columns: Sequence[str]) -> str:
     return "|".join(f"{c}={row[c]}" for c in columns)
 
 
+@functools.cache
+def declared(strategy_type: str) -> tuple[Mapping[str, str], str] | None:
+    """The theta a strategy type declares (dimension -> result column) and its informativeness
+    family; None for a strategy without theta or one not registered here."""
+    from ragkit import registry
+
+    try:
+        cls = registry.get("strategy", str(strategy_type))
+    except registry.RegistryError:
+        return None
+    theta = getattr(cls, "theta", None)
+    return (dict(theta), cls.allocation_family()) if theta else None
+
+
+def family_of(strategy_type: str) -> str:
+    found = declared(strategy_type)
+    if found is None:
+        raise KeyError(f"strategy {strategy_type!r} declares no allocation dimensions (theta)")
+    return found[1]
+
+
+def declared_dims(results: Any) -> list[str]:
+    """The dimension names the strategies of these results declare, in first-seen order."""
+    if STRATEGY not in results.columns:
+        return []
+    found = [declared(t) for t in results[STRATEGY].dropna().unique()]
+    return list(dict.fromkeys(name for d in found if d for name in d[0]))
+
+
 def theta_of(results: Any, dims: Sequence[Dim] = DEFAULT_DIMS) -> np.ndarray:
-    """(N, d) theta of result rows (each dimension's default where the column is missing/NaN, then
-    its floor: RAG and DRAG have n = 1)."""
+    """(N, d) theta of result rows: each dimension read from its own column (``--dim``) or from
+    the column the row's strategy declares for it; its default where the strategy does not
+    declare it or the value is missing, then its floor (RAG and DRAG have n = 1)."""
     out = np.empty((len(results), len(dims)))
+    kinds = results[STRATEGY].tolist() if STRATEGY in results.columns else [None] * len(results)
+    own = [(declared(kind) or ({}, ""))[0] if isinstance(kind, str) else {} for kind in kinds]
     for j, dim in enumerate(dims):
-        values = results[dim.column] if dim.column in results.columns else [None] * len(results)
-        out[:, j] = dim.read(values)
+        declared_columns = [split_column(theta.get(dim.name, "")) for theta in own]
+        columns = [dim.column or column for column, _ in declared_columns]
+        shifts = [0.0 if dim.column else shift for _, shift in declared_columns]
+        values = [
+            results[column].iloc[i] if column and column in results.columns else None
+            for i, column in enumerate(columns)
+        ]
+        out[:, j] = dim.read(values, shifts)
     return out
 
 
 def parametric(results: Any) -> Any:
     if STRATEGY not in results.columns:
         raise KeyError(f"results have no {STRATEGY!r} column (is this a ragkit results table?)")
-    return results[results[STRATEGY].isin(PARAMETRIC)]
+    return results[results[STRATEGY].map(lambda t: declared(t) is not None).astype(bool)]
 
 
 def _informativeness(results: Any, metric: str, dims: Sequence[Dim]) -> np.ndarray:
@@ -159,13 +199,13 @@ def informativeness_table(
     data = rows.apply(lambda r: row_key(r, data_columns), axis=1)
     names = [d.name for d in dims]
     for dk, part in rows.groupby(data, sort=True):
-        family = part[STRATEGY].map(FAMILY)
-        single = _informativeness(part[family == "drag"], metric, dims)
+        family = part[STRATEGY].map(family_of)
+        single = _informativeness(part[family == BASE_FAMILY], metric, dims)
         for fam in sorted(set(family)):
             own = _informativeness(part[family == fam], metric, dims)
             table[(dk, fam)] = np.where(np.isnan(own), np.nan_to_num(single, nan=0.0), own)
             sources[(dk, fam)] = {
-                name: (fam if not np.isnan(own[j]) else "drag" if not np.isnan(single[j]) else "missing")
+                name: (fam if not np.isnan(own[j]) else BASE_FAMILY if not np.isnan(single[j]) else "missing")
                 for j, name in enumerate(names)
                 if name in ("k", "m")
             }
@@ -175,7 +215,7 @@ def informativeness_table(
 def _info_rows(rows: Any, dims: Sequence[Dim], table: dict, data_columns: Sequence[str]) -> np.ndarray:
     out = np.zeros((len(rows), len(dims)))
     for pos, (_, row) in enumerate(rows.iterrows()):
-        key = (row_key(row, data_columns), FAMILY[row[STRATEGY]])
+        key = (row_key(row, data_columns), family_of(row[STRATEGY]))
         if key not in table:
             raise KeyError(f"no informativeness for {key} (measured: {sorted(table)})")
         out[pos] = table[key]
@@ -311,7 +351,7 @@ def candidates(
     names = [d.name for d in dims]
     out = []
     theta = theta_of(results, dims)
-    is_param = results[STRATEGY].isin(PARAMETRIC).to_numpy()
+    is_param = results[STRATEGY].map(lambda t: declared(t) is not None).to_numpy(dtype=bool)
     predicted = np.full(len(results), np.nan)
     if fit_ is not None and is_param.any():
         predicted[is_param] = fit_.predict_rows(results[is_param], dims)

@@ -16,10 +16,12 @@ from ragkit.allocation import (
 )
 from ragkit.regret import regret_table
 from ragkit.suggestion import (
+    declared_dims,
     fit_results,
     group_of,
     informativeness,
     informativeness_table,
+    parametric,
     suggest,
     theta_of,
 )
@@ -84,7 +86,7 @@ def test_zero_and_one_scores_stay_finite():
 def test_log_theta_shifts_by_the_papers_epsilon():
     x = log_theta([[0, 0, 1], [1, 2, 3]], DEFAULT_DIMS)
     np.testing.assert_allclose(x, np.log([[0.01, 0.01, 1.01], [1.01, 2.01, 3.01]]))  # App. H: ε = 0.01
-    dims = (Dim("k", "strategy.k", offset=0.0),)
+    dims = (Dim("k", "strategy.retrieval.k", offset=0.0),)
     with pytest.raises(ValueError, match="offset"):
         log_theta([[0]], dims)
 
@@ -104,12 +106,17 @@ def test_parse_dim_and_with_dims():
         "keep", "strategy.pruner.keep_ratio", default=1.0, offset=0.0
     )
     assert parse_dim("depth=strategy.rerank_depth") == Dim("depth", "strategy.rerank_depth", offset=0.01)
-    assert parse_dim("n=strategy.n:default=1:shift=1") == DEFAULT_DIMS[2]  # IterDRAG: n + 1 rounds
+    assert parse_dim("n=strategy.n:default=1:shift=1") == Dim("n", "strategy.n", default=1.0, shift=1.0)
+    assert parse_dim("n=strategy.n:default=1:min=1") == Dim("n", "strategy.n", default=1.0, minimum=1.0)
     for bad in ("keep", "keep=col:scale=2", "keep=col:offset=x"):
         with pytest.raises(ValueError, match="--dim"):
             parse_dim(bad)
     dims = with_dims([parse_dim("keep=strategy.pruner.keep_ratio"), parse_dim("k=strategy.k:offset=1")])
     assert [d.name for d in dims] == ["k", "m", "n", "keep"] and dims[0].offset == 1.0  # k replaced
+    # dimensions strategies declare come after the paper's: known ones with their reading
+    declared = with_dims([], ["k", "calls", "workers"])
+    assert [d.name for d in declared] == ["k", "m", "n", "calls", "workers"]
+    assert declared[3].default == 1.0 and declared[4].default == 0.0 and not declared[3].column
     with pytest.raises(ValueError, match="twice"):
         with_dims([parse_dim("k=a"), parse_dim("k=b")])
 
@@ -123,7 +130,7 @@ def test_extra_dimension_read_from_result_columns():
         rows.append(
             {
                 "strategy.type": "rag",
-                "strategy.k": k,
+                "strategy.retrieval.k": k,
                 "strategy.pruner.keep_ratio": keep,
                 "effective_context_tokens": 100 * k,
                 "contains_answer": score,
@@ -152,7 +159,7 @@ def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa", iter_info=N
                 + (f" m={m}" if strategy != "rag" else "")
                 + (f" n={n}" if strategy == "iterdrag" else ""),
                 "strategy.type": strategy,
-                "strategy.k": k,
+                "strategy.retrieval.k": k,
                 "strategy.m": m if strategy != "rag" else None,
                 "strategy.n": n if strategy == "iterdrag" else None,
                 "generator.model": "smollm2",
@@ -182,7 +189,7 @@ def test_theta_reads_rag_and_drag_as_one_iteration():
     rows = pd.DataFrame(
         {
             "strategy.type": ["rag", "drag", "iterdrag", "iterdrag"],
-            "strategy.k": [4, 2, 1, 1],
+            "strategy.retrieval.k": [4, 2, 1, 1],
             "strategy.m": [None, 2, 1, 1],
             "strategy.n": [None, None, 0, 3],
         }
@@ -211,7 +218,8 @@ def test_informativeness_per_strategy_with_drag_as_the_fallback():
         informativeness(results[results["strategy.type"] != "iterdrag"], "contains_answer")[0]
     )
     assert sources[("dataset.name=hotpotqa", "iterdrag")] == {"k": "iterdrag", "m": "iterdrag"}
-    sweep = results[(results["strategy.type"] != "iterdrag") | (results["strategy.k"] >= 2)]  # no k=0, k=1
+    # no k=0, k=1
+    sweep = results[(results["strategy.type"] != "iterdrag") | (results["strategy.retrieval.k"] >= 2)]
     table, sources = informativeness_table(sweep, "contains_answer", DEFAULT_DIMS, ["dataset.name"])
     np.testing.assert_allclose(table[("dataset.name=hotpotqa", "iterdrag")], drag)
     assert sources[("dataset.name=hotpotqa", "iterdrag")] == {"k": "drag", "m": "drag"}
@@ -306,3 +314,20 @@ def test_regret_reports_leave_one_dataset_out_transfer():
     table = regret_table(results, [2000, 8000], "contains_answer", by="generator")
     assert len(table) == 6 and table["transfer_regret"].notna().all()
     assert (table["transfer_regret"] >= 0).all() and (table["regret"] >= -1e-12).all()
+
+
+def test_theta_is_read_from_the_columns_each_strategy_declares():
+    """RAG's k is its swept parameter; Chain of Agents' k and n are its measured means (documents
+    read, workers called); a strategy without theta (full context) is not parametric."""
+    rows = pd.DataFrame(
+        {
+            "strategy.type": ["rag", "chain_of_agents", "full_context"],
+            "strategy.retrieval.k": [4, None, None],
+            "n_documents": [None, 10.0, 10.0],
+            "workers": [None, 3.0, None],
+        }
+    )
+    dims = with_dims([], declared_dims(rows))
+    assert [d.name for d in dims] == ["k", "m", "n"]
+    np.testing.assert_array_equal(theta_of(rows, dims)[:2], [[4, 0, 1], [10, 0, 3]])
+    assert parametric(rows)["strategy.type"].tolist() == ["rag", "chain_of_agents"]

@@ -22,7 +22,7 @@ from ragkit.metrics import (
     summarize,
     wilson_interval,
 )
-from ragkit.types import Cost, Evidence, Example, Prediction
+from ragkit.types import Cost, Evidence, Example, Prediction, Provenance
 
 
 @pytest.mark.parametrize(
@@ -109,10 +109,10 @@ def examples_and_predictions():
             "a",
             "Paris",
             Cost(input_tokens=100, output_tokens=2, calls=2, decode_seconds=0.5, aux_seconds=0.25),
-            provenance={"evidence_recall": 1.0, "dropped_tokens": 40, "gold_survived": True},
+            provenance=Provenance(evidence_recall=1.0, dropped_tokens=40, gold_survived=True),
         ),
         Prediction("c", "unanswerable", Cost(input_tokens=50, calls=1)),
-        Prediction("d", "Mars", Cost(input_tokens=50, calls=1), provenance={"gold_survived": False}),
+        Prediction("d", "Mars", Cost(input_tokens=50, calls=1), provenance=Provenance(gold_survived=False)),
     ]
     return examples, predictions
 

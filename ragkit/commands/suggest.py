@@ -38,9 +38,14 @@ def _table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
-def _display(part: pd.DataFrame, metric: str, fit: str = "max") -> pd.DataFrame:
+def _display(
+    part: pd.DataFrame, metric: str, fit: str = "max", names: Sequence[str] = ("k", "m", "n")
+) -> pd.DataFrame:
     def fmt(value: Any, digits: int = 3) -> str:
         return "-" if pd.isna(value) else f"{value:.{digits}f}"
+
+    def whole(value: Any) -> str:  # a measured dimension (mean calls) is not always whole
+        return fmt(value, 0 if pd.isna(value) or float(value).is_integer() else 1)
 
     def tokens(values: pd.Series) -> list[str]:
         return [
@@ -53,9 +58,7 @@ def _display(part: pd.DataFrame, metric: str, fit: str = "max") -> pd.DataFrame:
             "rank": part["rank"],
             "configuration": part["configuration"],
             "strategy": part["strategy"],
-            "k": part["k"].map(lambda v: fmt(v, 0)),
-            "m": part["m"].map(lambda v: fmt(v, 0)),
-            "n": part["n"].map(lambda v: fmt(v, 0)),
+            **{name: part[name].map(whole) for name in names if name in part},
             f"eff. ctx tokens ({fit}/question)": tokens(part["tokens"]),
             **({} if fit == "mean" else {"mean": tokens(part["mean_tokens"])}),
             f"predicted {metric}": part["predicted"].map(fmt),
@@ -208,7 +211,7 @@ def suggest_command(
             help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y][:min=Z][:shift=S], read as "
             "log(value + offset) (offset 0.01 by default, as in the paper), e.g. "
             "keep=strategy.pruner.keep_ratio:default=1:offset=0; a name k, m or n replaces that "
-            "dimension, e.g. k=strategy.k:offset=1 (repeatable)",
+            "dimension, e.g. k=strategy.retrieval.k:offset=1 (repeatable)",
         ),
     ] = None,
     fit: Annotated[
@@ -230,7 +233,7 @@ def suggest_command(
     """Suggest the budget-optimal configuration from finished runs (no model runs)."""
     from ragkit.budget import parse_tokens
     from ragkit.report import load_results, older_versions_note, stale_scores_note
-    from ragkit.suggestion import BY, FIT_WORDS, FITS, short_label
+    from ragkit.suggestion import BY, FIT_WORDS, FITS, declared_dims, short_label
 
     try:
         budgets = [parse_tokens(b) for b in budget]
@@ -244,7 +247,8 @@ def suggest_command(
         console.print(f"[bold red]error:[/] --fit {fit!r}: expected one of {', '.join(FITS)}")
         raise typer.Exit(2)
     try:
-        dims = with_dims([parse_dim(d) for d in dim or []])
+        extra = [parse_dim(d) for d in dim or []]
+        with_dims(extra)
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -258,6 +262,7 @@ def suggest_command(
     if results.empty:
         console.print(f"[bold red]error:[/] no finished configurations found for {source}")
         raise typer.Exit(2)
+    dims = with_dims(extra, declared_dims(results))  # k, m, n and what the strategies declare
     if note := older_versions_note(results, source):
         console.print(f"[yellow]{note}[/yellow]")
     if note := stale_scores_note(results, source):
@@ -293,7 +298,7 @@ def suggest_command(
         )
     for (key, value), part in report["suggestions"].groupby(["group", "budget"], sort=False):
         title = f"budget {value} tokens per question, fit: {fit} ({short_label(key)})"
-        console.print(_table(_display(part, metric, fit), title=title))
+        console.print(_table(_display(part, metric, fit, [d.name for d in dims]), title=title))
     for miss in report["suggestions"].attrs.get("unfit", []):
         console.print(
             f"[yellow]budget {miss['budget']} tokens per question, fit: {fit} ({short_label(miss['group'])}):"

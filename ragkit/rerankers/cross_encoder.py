@@ -13,14 +13,17 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragkit.cache import cache_key, get_cache
 from ragkit.constraints import Count, Device, Tokens
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.retrievers._common import indexed_text
-from ragkit.types import AuxUse, Scored
+from ragkit.types import AuxUse, Batch, Scored
+
+if TYPE_CHECKING:
+    from ragkit.generators.base import Generator
 
 CACHE_STAGE = "reranker-scores"
 
@@ -131,8 +134,14 @@ class CrossEncoderReranker(Reranker):
             for s, ids in zip(scores.reshape(len(pairs), -1)[:, 0], encoded["input_ids"], strict=True)
         ]
 
-    def rerank(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
+    def rerank(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[Scored]],
+        *,
+        generator: Generator | None = None,
+    ) -> list[list[Scored]]:
         identity = {**self.spec(), "model": model_identity(self.model)}
-        out, self.last_use_ = cached_rerank(identity, queries, candidates, self._score)
-        self.aux_tokens_ += sum(u.tokens for u in self.last_use_)
-        return out
+        out, use = cached_rerank(identity, queries, candidates, self._score)
+        self.aux_tokens_ += sum(u.tokens for u in use)
+        return Batch(out, use)

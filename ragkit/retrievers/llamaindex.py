@@ -37,7 +37,7 @@ from ragkit.registry import register
 from ragkit.retrievers._common import IndexLRU, indexed_text
 from ragkit.retrievers.base import Retriever
 from ragkit.security import CodeReference
-from ragkit.types import Chunk, Corpus, Evidence, Scored
+from ragkit.types import AuxUse, Batch, Chunk, Corpus, Evidence, Scored, split_evenly
 
 VECTOR = "vector"
 _TIE_MARGIN = 8  # extra hits asked for so ties at the k-th score are cut by chunk position
@@ -241,10 +241,13 @@ class LlamaIndexRetriever(Retriever):
             return [[] for _ in queries]
         if not hasattr(self, "indexes_"):
             self.indexes_: IndexLRU[_Built] = IndexLRU()
+        before = self.aux_tokens_
         built = self.indexes_.get(corpus, self._build)
         from llama_index.core.schema import QueryBundle
 
         embeddings: dict[str, list[float]] = {}
         if self.factory == VECTOR:  # one batch for all queries instead of one encode per query
             embeddings = self._embed_model().query_embeddings(queries)
-        return [self._hits(built, QueryBundle(query_str=q, embedding=embeddings.get(q)), k) for q in queries]
+        hits = [self._hits(built, QueryBundle(query_str=q, embedding=embeddings.get(q)), k) for q in queries]
+        # this call's embedder tokens (queries, and the corpus when this call indexed it), shared evenly
+        return Batch(hits, [AuxUse(tokens=t) for t in split_evenly(self.aux_tokens_ - before, len(queries))])

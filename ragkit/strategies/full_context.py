@@ -3,43 +3,23 @@
 When the documents do not fit, tokens are cut (from the middle by default, the LongBench
 convention: the start and the end of a long input carry the most signal) and the cut is
 recorded per question: how many tokens were dropped and whether all gold evidence survived.
-Never silent.
+Never silent (:func:`ragkit.strategies.context.fit_context`, which other strategies reading the
+whole context share).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
-from ragkit.budget import BudgetError
 from ragkit.constraints import Tokens
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
-from ragkit.strategies.base import Strategy
-from ragkit.strategies.context import evidence_in
-from ragkit.strategies.prompts import format_chunk, question_messages
-from ragkit.types import Chunk, Cost, Document, Example, Prediction
-
-
-def _as_chunks(documents: Sequence[Document]) -> list[Chunk]:
-    return [
-        Chunk(id=d.id, doc_id=d.id, text=d.text, title=d.title, position=i) for i, d in enumerate(documents)
-    ]
-
-
-def cut_tokens(ids: list[int], keep: int, where: str) -> list[int]:
-    """Keep ``keep`` of ``ids``, dropping from the middle, the end or the start."""
-    if keep >= len(ids):
-        return ids
-    if keep <= 0:
-        return []
-    if where == "end":
-        return ids[:keep]
-    if where == "start":
-        return ids[len(ids) - keep :]
-    head = keep // 2
-    return ids[:head] + ids[len(ids) - (keep - head) :]
+from ragkit.strategies.base import Record, Strategy, prompt_limit
+from ragkit.strategies.context import fit_context
+from ragkit.strategies.prompts import question_messages
+from ragkit.types import Cost, Document, Example, Prediction
 
 
 @register("strategy", "full_context")
@@ -60,46 +40,19 @@ class FullContext(Strategy):
         self.max_new_tokens = max_new_tokens
 
     def _prepare(
-        self, example: Example, generator: Generator, corpus: Sequence[Document] | None
-    ) -> tuple[list[Message], int, dict[str, Any]]:
-        documents = example.documents or list(corpus or [])
-        block = "\n\n".join(format_chunk(i + 1, c) for i, c in enumerate(_as_chunks(documents)))
-
-        def make(docs: str) -> list[Message]:
-            return question_messages(example.question, docs, abstain=self.abstain)
-
-        limit = generator.input_limit(self.max_new_tokens)
-        if self.budget is not None:
-            limit = min(limit, self.budget)
-        overhead = generator.prompt_tokens(make(""))
-        if overhead > limit:  # not even the question fits: never exceed the budget silently
-            raise BudgetError(
-                f"the prompt without documents already takes {overhead} tokens, more than the limit {limit}"
-            )
-        tokenizer = generator.tokenizer
-        ids = tokenizer.encode(block)
-        full = len(ids)
-        text, kept = block, full
-        total = generator.prompt_tokens(make(text))
-        if total > limit:
-            kept = max(limit - overhead, 0)
-            for _ in range(8):  # decode/encode at the cut can shift counts by a few tokens
-                text = tokenizer.decode(cut_tokens(ids, kept, self.truncation))
-                total = generator.prompt_tokens(make(text))
-                if total <= limit or kept == 0:
-                    break
-                kept = max(kept - (total - limit), 0)
-        messages = make(text)
-        provenance = {
-            "context_tokens": total - overhead,
-            "full_context_tokens": full,
-            "dropped_tokens": full - kept if text != block else 0,
-            "truncated": text != block,
-            "n_documents": len(documents),
-            "gold_survived": None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0,
-            "evidence_recall": evidence_in(example.evidence, [text]),
-        }
-        return messages, total, provenance
+        self, record: Record, generator: Generator, corpus: Sequence[Document] | None
+    ) -> tuple[list[Message], int]:
+        """The prompt and its tokens; the record gets the context's provenance."""
+        limit = prompt_limit(generator, self.max_new_tokens, self.budget)
+        question = record.example.question
+        return fit_context(
+            record,
+            generator,
+            corpus,
+            lambda docs: question_messages(question, docs, abstain=self.abstain),
+            limit,
+            self.truncation,
+        )
 
     def run(
         self,
@@ -107,14 +60,9 @@ class FullContext(Strategy):
         generator: Generator,
         corpus: Sequence[Document] | None = None,
     ) -> list[Prediction]:
-        prepared = [self._prepare(e, generator, corpus) for e in examples]
-        return answer_once(
-            generator,
-            examples,
-            [messages for messages, _, _ in prepared],
-            [provenance for _, _, provenance in prepared],
-            self.max_new_tokens,
-        )
+        records = [Record(e) for e in examples]
+        prepared = [self._prepare(r, generator, corpus) for r in records]
+        return answer_once(generator, records, [messages for messages, _ in prepared], self.max_new_tokens)
 
     def estimate(
         self,
@@ -124,6 +72,6 @@ class FullContext(Strategy):
     ) -> list[Cost]:
         max_new = self.max_new_tokens or generator.max_new_tokens
         return [
-            Cost(input_tokens=self._prepare(e, generator, corpus)[1], output_tokens=max_new, calls=1)
+            Cost(input_tokens=self._prepare(Record(e), generator, corpus)[1], output_tokens=max_new, calls=1)
             for e in examples
         ]
