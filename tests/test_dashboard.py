@@ -110,7 +110,8 @@ def test_traces_are_sampled_per_configuration_and_can_be_off(store):
 
 def test_yaml_off_and_bad_values(experiment_dict, tmp_path):
     path = tmp_path / "e.yaml"
-    path.write_text(yaml.safe_dump(experiment_dict) + "tracking:\n  traces: off\n")
+    plain = {k: v for k, v in experiment_dict.items() if k != "tracking"}  # YAML 'off', not False
+    path.write_text(yaml.safe_dump(plain) + "tracking:\n  traces: off\n")
     assert load_experiment(path).spec.tracking.trace_limit() == 0
     for bad in ("some", -1, 2.5):
         with pytest.raises(ConfigError, match="traces"):
