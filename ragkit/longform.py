@@ -19,6 +19,9 @@ Needles (:mod:`ragkit.data.needle`) are scored exactly, as RULER does: ``needle_
 share of the expected values that occur in the raw model output as whole numbers,
 ``needle_exact`` is 1.0 when all of them do.
 
+Benchmarks with a metric of their own (LongBench, L-Eval, RULER, ...) add ``task_score`` through
+:mod:`ragkit.task_metrics`.
+
 The runner merges :func:`score_frame` into the per-question scores (on ``example_id``) the same way
 it merges the judge's verdicts; examples of other datasets get no columns from here.
 """
@@ -97,23 +100,29 @@ def is_free_form(example: Example) -> bool:
     return example.meta.get("answer_format") == "free-form"
 
 
-def score_example(example: Example, prediction: Prediction) -> dict[str, float]:
-    """The extra scores of one example (empty for datasets graded by EM/F1 alone)."""
+def score_example(example: Example, prediction: Prediction) -> dict[str, Any]:
+    """The extra scores of one example (empty for datasets graded by EM/F1 alone): the
+    benchmark's own metric when its loader named one (:mod:`ragkit.task_metrics`), needle scores,
+    and the free-form approximations."""
+    from ragkit.task_metrics import score_task
+
+    out: dict[str, Any] = score_task(example, prediction)
     if example.meta.get("task") == "needle":
         # The raw output: the cleaned answer keeps only the first line, and a model may list
         # the values of a multi-value needle one per line.
         raw = str(prediction.provenance.get("raw_answer", prediction.answer) or "")
         recall = needle_recall(raw, example.answers)
-        return {"needle_recall": recall, "needle_exact": float(recall == 1.0)}
-    if is_free_form(example):
+        out.update(needle_recall=recall, needle_exact=float(recall == 1.0))
+    elif is_free_form(example):
         answer = prediction.answer or ""
         nan = float("nan")
         if example.answerable:
             recall = answer_recall(answer, example.answers)
-            return {"answer_recall_approx": recall, "refusal_approx": nan, "longform_approx": recall}
-        refused = float(refusal(answer))
-        return {"answer_recall_approx": nan, "refusal_approx": refused, "longform_approx": refused}
-    return {}
+            out.update(answer_recall_approx=recall, refusal_approx=nan, longform_approx=recall)
+        else:
+            refused = float(refusal(answer))
+            out.update(answer_recall_approx=nan, refusal_approx=refused, longform_approx=refused)
+    return out
 
 
 def score_frame(examples: Sequence[Example], predictions: Sequence[Prediction]) -> pd.DataFrame:

@@ -27,6 +27,12 @@ class MetricInfo:
 
 METRICS: dict[str, MetricInfo] = {
     "judge_correct": MetricInfo("judge", "binary", "a judge model grades the answers"),
+    "task_score": MetricInfo(
+        "task score",
+        "graded",
+        "the benchmark's own metric (LongBench, L-Eval, LooGLE, RULER, NeedleBench: F1, Rouge-L,"
+        " multiple-choice accuracy, exact match rules), as its paper reports it",
+    ),
     "longform_approx": MetricInfo(
         "answer≈ (approx)",
         "graded",

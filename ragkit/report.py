@@ -21,12 +21,20 @@ from ragkit.metric_info import METRICS, label
 from ragkit.types import stable_hash
 
 # The accuracy columns a table leads with, most trustworthy first: a judge's verdicts when one was
-# configured, the free-form approximation for sentence answers (LaRA), exact needle scores, and
+# configured, the benchmark's own metric (LongBench, L-Eval, RULER, ...), the free-form
+# approximation for sentence answers (LaRA), exact needle scores, and
 # contains-answer for short-answer QA. EM and contains-answer are 0 on sentence answers by design.
 # Labels (and why each leads) are in ragkit.metric_info, the same in every table.
 HEADLINES: list[tuple[str, str]] = [
     (m, label(m))
-    for m in ("judge_correct", "longform_approx", "needle_exact", "needle_recall", "contains_answer")
+    for m in (
+        "judge_correct",
+        "task_score",
+        "longform_approx",
+        "needle_exact",
+        "needle_recall",
+        "contains_answer",
+    )
 ]
 SHORT_ANSWER = ("contains_answer", "em")
 
