@@ -121,8 +121,9 @@ def report(
         typer.Option(
             help="metric (a score column or its table label) for a per-configuration table, --by"
             " breakdowns and --baseline comparisons; an unknown name lists the available ones"
-            " (default: the judge's verdicts when judged, answer≈ for free-form answers, needle"
-            " scores for needles, evidence recall for retrieval only, else contains_answer)"
+            " (default: the judge's verdicts when judged, the benchmark's own task_score, answer≈ for"
+            " free-form answers, needle scores for needles, evidence recall for retrieval only, else"
+            " contains_answer)"
         ),
     ] = None,
     baseline: Annotated[
@@ -200,7 +201,8 @@ def report(
 
 @app.command()
 def datasets() -> None:
-    """Datasets ragkit can load here: catalog entries, availability and size."""
+    """Datasets ragkit can load here: catalog entries, where their data comes from (bundled with
+    ragkit's packages, or your local copy named by ``path:``), availability and size."""
     from ragkit.config import CATALOG_FOLDERS, build_component, catalog_names, expand_component, find_catalog
 
     rows = []
@@ -215,6 +217,7 @@ def datasets() -> None:
             {
                 "name": name,
                 "type": info.get("type", ""),
+                "data": "your copy (path:)" if info.get("local_copy") else "bundled",
                 "available": "yes" if info.get("available") else "no",
                 "questions": info.get("questions") if info.get("questions") is not None else "-",
                 "note": info.get("note", ""),
