@@ -60,8 +60,15 @@ def get_metric(name: str) -> Metric:
 
 
 def raw_output(prediction: Prediction) -> str:
-    """The generator's whole output for the final answer (the cleaned answer when not recorded)."""
-    return str(prediction.provenance.get("raw_answer", prediction.answer) or "")
+    """The generator's whole output for the final answer (the cleaned answer when not recorded).
+    Provenance is a dict in runs written before it was typed, an object with ``raw_answer`` since."""
+    provenance = prediction.provenance
+    raw = (
+        provenance.get("raw_answer")
+        if isinstance(provenance, dict)
+        else getattr(provenance, "raw_answer", "")
+    )
+    return str(raw or prediction.answer or "")
 
 
 def score_task(example: Example, prediction: Prediction) -> dict[str, Any]:
