@@ -44,13 +44,15 @@ def print_frame(frame, title: str | None = None) -> None:
 
 
 def _warn_about_judge(results) -> None:
-    """Print the judge's control warning (the controls are the same questions in every row)."""
-    from ragkit.judge import control_warning
+    """Print the judges' control warnings (answers, citation support, summary coverage), from the
+    control verdicts' means over all rows."""
+    from ragkit import citation_judge, judge, summhay
 
-    columns = [c for c in ("judge_accepts_reference", "judge_rejects_mismatch") if c in results.columns]
-    warning = control_warning(results[columns].mean().to_dict()) if columns else None
-    if warning:
-        console.print(f"[bold yellow]warning:[/] {warning}")
+    means = results.select_dtypes("number").mean().to_dict()
+    for check in (judge.control_warning, citation_judge.control_warning, summhay.control_warning):
+        warning = check(means)
+        if warning:
+            console.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def _fail(exc: Exception | str) -> None:

@@ -102,11 +102,20 @@ def is_free_form(example: Example) -> bool:
 
 def score_example(example: Example, prediction: Prediction) -> dict[str, Any]:
     """The extra scores of one example (empty for datasets graded by EM/F1 alone): the
-    benchmark's own metric when its loader named one (:mod:`ragkit.task_metrics`), needle scores,
-    and the free-form approximations."""
-    from ragkit.task_metrics import score_task
+    benchmark's own metric when its loader named one (:mod:`ragkit.task_metrics`), exact citation
+    scores when the answer was asked for citations (:mod:`ragkit.citations`), Summary-of-a-Haystack
+    scores (:mod:`ragkit.summhay`), needle scores, and the free-form approximations."""
+    from ragkit import summhay
+    from ragkit.citation_judge import citation_record
+    from ragkit.citations import exact_scores
+    from ragkit.task_metrics import raw_output, score_task
 
     out: dict[str, Any] = score_task(example, prediction)
+    record = citation_record(prediction)  # the strategy ran with citations: true
+    if record is not None:
+        out.update(exact_scores(raw_output(prediction), record, len(example.evidence)))
+    if summhay.is_summary_task(example):
+        out.update(summhay.score_example(example, prediction))
     if example.meta.get("task") == "needle":
         # The raw output: the cleaned answer keeps only the first line, and a model may list
         # the values of a multi-value needle one per line.

@@ -28,6 +28,8 @@ from ragkit.types import stable_hash
 HEADLINES: list[tuple[str, str]] = [
     (m, label(m))
     for m in (
+        "summhay_joint",
+        "summhay_joint_approx",
         "judge_correct",
         "task_score",
         "longform_approx",
@@ -37,6 +39,12 @@ HEADLINES: list[tuple[str, str]] = [
     )
 ]
 SHORT_ANSWER = ("contains_answer", "em")
+# Citation and Summary-of-a-Haystack columns a table adds after the accuracy ones, when present.
+CITATION_COLUMNS = (
+    *("summhay_coverage", "summhay_citation", "summhay_coverage_approx", "summhay_citation_approx"),
+    *("citation_recall", "citation_precision", "judged_citation_recall", "judged_citation_precision"),
+    "cites",
+)
 
 
 def headline_metrics(frame: pd.DataFrame) -> list[str]:
@@ -257,6 +265,11 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             out[f"{label('answer_in_context')} [95% CI]"] = format_interval(row, "answer_in_context")
         if _has(results, "truncated"):
             out["truncated"] = truncation_cell(row)
+        out |= {
+            f"{label(m)} [95% CI]": format_interval(row, m)
+            for m in CITATION_COLUMNS
+            if _has(results, m) and m not in headlines
+        }
         out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
         if reuse:
             out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"
