@@ -62,13 +62,15 @@ def print_frame(frame, title: str | None = None) -> None:
 
 
 def _warn_about_judge(results) -> None:
-    """Print the judge's control warning (the controls are the same questions in every row)."""
-    from ragkit.judge import control_warning
+    """Print the judges' control warnings (answers, citation support, summary coverage), from the
+    control verdicts' means over all rows."""
+    from ragkit import citation_judge, judge, summhay
 
-    columns = [c for c in ("judge_accepts_reference", "judge_rejects_mismatch") if c in results.columns]
-    warning = control_warning(results[columns].mean().to_dict()) if columns else None
-    if warning:
-        console.print(f"[bold yellow]warning:[/] {warning}")
+    means = results.select_dtypes("number").mean().to_dict()
+    for check in (judge.control_warning, citation_judge.control_warning, summhay.control_warning):
+        warning = check(means)
+        if warning:
+            console.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def _fail(exc: Exception | str) -> NoReturn:
@@ -213,8 +215,9 @@ def report(
         typer.Option(
             help="metric (a score column or its table label) for a per-configuration table, --by"
             " breakdowns and --baseline comparisons; an unknown name lists the available ones"
-            " (default: the judge's verdicts when judged, answer≈ for free-form answers, needle"
-            " scores for needles, evidence recall for retrieval only, else contains_answer)"
+            " (default: the judge's verdicts when judged, the benchmark's own task_score, answer≈ for"
+            " free-form answers, needle scores for needles, evidence recall for retrieval only, else"
+            " contains_answer)"
         ),
     ] = None,
     baseline: Annotated[
@@ -314,7 +317,8 @@ def report(
 
 @app.command()
 def datasets() -> None:
-    """Datasets ragkit can load here: catalog entries, availability and size."""
+    """Datasets ragkit can load here: catalog entries, where their data comes from (bundled with
+    ragkit's packages, or your local copy named by ``path:``), availability and size."""
     from ragkit.config import CATALOG_FOLDERS, build_component, catalog_names, expand_component, find_catalog
 
     rows = []
@@ -329,6 +333,7 @@ def datasets() -> None:
             {
                 "name": name,
                 "type": info.get("type", ""),
+                "data": "your copy (path:)" if info.get("local_copy") else "bundled",
                 "available": "yes" if info.get("available") else "no",
                 "questions": info.get("questions") if info.get("questions") is not None else "-",
                 "note": info.get("note", ""),

@@ -275,10 +275,10 @@ def _reference(kind: str, ref: Any, file: Any, path: str) -> tuple[dict[str, Any
                 raise ConfigError(
                     file, f"{path}.{type_key}", f"expected a {kind} type name, got {_shown(name)}{hint}"
                 )
-            if name not in registry.names(kind) and find_catalog(kind, name):
-                # a catalog entry named where a type goes (``strategy: chain-of-agents``): its
-                # fields, overridden by the arm's; a registered type name always means the type
-                # (``type: hybrid`` with only ``first`` is missing ``second``, not the catalog's)
+            if type_key != "type" and find_catalog(kind, name):
+                # an arm's ``strategy: corag``: the catalog entry first (as ``retriever: hybrid``
+                # names one), its fields overridden by the arm's; an explicit ``type:`` always
+                # means the registered type (``type: hybrid`` with only ``first`` lacks ``second``)
                 base, source = _reference(kind, name, file, f"{path}.{type_key}")
                 base.update(ref)
                 return base, file if ref else source

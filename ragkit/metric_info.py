@@ -27,6 +27,36 @@ class MetricInfo:
 
 METRICS: dict[str, MetricInfo] = {
     "judge_correct": MetricInfo("judge", "binary", "a judge model grades the answers"),
+    "task_score": MetricInfo(
+        "task score",
+        "graded",
+        "the benchmark's own metric (LongBench, L-Eval, LooGLE, RULER, NeedleBench: F1, Rouge-L,"
+        " multiple-choice accuracy, exact match rules), as its paper reports it",
+    ),
+    "summhay_joint": MetricInfo(
+        "SummHay joint (judge)",
+        "graded",
+        "Summary of a Haystack: insight coverage (judged) x citation F1 against the insights' documents",
+    ),
+    "summhay_joint_approx": MetricInfo(
+        "SummHay joint≈",
+        "graded",
+        "Summary of a Haystack: insight coverage (lexical approximation) x citation F1 against the"
+        " insights' documents; a judge (evaluation.judge) scores coverage better",
+    ),
+    "summhay_coverage": MetricInfo("coverage (judge)", "graded"),
+    "summhay_citation": MetricInfo("citation (judge)", "graded"),
+    "summhay_coverage_approx": MetricInfo("coverage≈", "graded"),
+    "summhay_citation_approx": MetricInfo("citation≈", "graded"),
+    "citation_recall": MetricInfo("cite recall", "graded"),
+    "citation_precision": MetricInfo("cite precision", "graded"),
+    "citation_f1": MetricInfo("cite F1", "graded"),
+    "cites": MetricInfo("citing", "binary"),
+    "judged_citation_recall": MetricInfo("cite recall (judge)", "graded"),
+    "judged_citation_precision": MetricInfo("cite precision (judge)", "graded"),
+    "judged_citation_f1": MetricInfo("cite F1 (judge)", "graded"),
+    "support_accepts_quote": MetricInfo("judge accepts quote (control)", "binary"),
+    "support_rejects_other": MetricInfo("judge rejects other passage (control)", "binary"),
     "longform_approx": MetricInfo(
         "answer≈ (approx)",
         "graded",

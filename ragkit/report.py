@@ -25,17 +25,31 @@ from ragkit.types import stable_hash
 log = logging.getLogger(__name__)
 
 # The accuracy columns a table leads with, most trustworthy first: a judge's verdicts when one was
-# configured, the free-form approximation for sentence answers (LaRA), exact needle scores, and
+# configured, the benchmark's own metric (LongBench, L-Eval, RULER, ...), the free-form
+# approximation for sentence answers (LaRA), exact needle scores, and
 # contains-answer for short-answer QA. EM and contains-answer are 0 on sentence answers by design.
 # Labels (and why each leads) are in ragkit.metric_info, the same in every table.
 HEADLINES: list[tuple[str, str]] = [
     (m, label(m))
     for m in (
-        *("judge_correct", "longform_approx", "needle_exact", "needle_recall", "ruler_match_all"),
+        "summhay_joint",
+        "summhay_joint_approx",
+        "judge_correct",
+        "task_score",
+        "longform_approx",
+        "needle_exact",
+        "needle_recall",
+        "ruler_match_all",
         "contains_answer",
     )
 ]
 SHORT_ANSWER = ("contains_answer", "em")
+# Citation and Summary-of-a-Haystack columns a table adds after the accuracy ones, when present.
+CITATION_COLUMNS = (
+    *("summhay_coverage", "summhay_citation", "summhay_coverage_approx", "summhay_citation_approx"),
+    *("citation_recall", "citation_precision", "judged_citation_recall", "judged_citation_precision"),
+    "cites",
+)
 
 
 def headline_metrics(frame: pd.DataFrame) -> list[str]:
@@ -338,6 +352,11 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             out["truncated"] = truncation_cell(row)
         if several_calls:
             out["calls"] = f"{row.get('calls', float('nan')):.1f}"
+        out |= {
+            f"{label(m)} [95% CI]": format_interval(row, m)
+            for m in CITATION_COLUMNS
+            if _has(results, m) and m not in headlines
+        }
         out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
         if reuse:
             out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"

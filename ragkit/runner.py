@@ -343,10 +343,16 @@ def run_configuration(
     scores = _with_extra_scores(scores, examples, ordered)
     scores[LENGTH_COLUMN] = document_tokens(examples, generator, dataset.corpus)  # for --by length
     if prepared.judge is not None:
+        from ragkit.citation_judge import judge_citations
         from ragkit.judge import judge as run_judge
+        from ragkit.summhay import judge_summaries
 
-        verdicts = run_judge(examples, ordered, prepared.judge, cache=prepared.cache)
-        scores = scores.merge(verdicts, on="example_id", how="left")
+        # Answers graded against references, cited statements against their passages (when the
+        # strategy asked for citations), summaries against the insights they should cover.
+        for grade in (run_judge, judge_citations, judge_summaries):
+            verdicts = grade(examples, ordered, prepared.judge, cache=prepared.cache)
+            if len(verdicts) and len(verdicts.columns) > 1:
+                scores = scores.merge(verdicts, on="example_id", how="left")
     summary = summarize(scores, seed=configuration.seed)
     scores.insert(0, "answer", [p.answer for p in ordered])
     scores.insert(0, "question", [e.question for e in examples])

@@ -57,6 +57,10 @@ def test_datasets_lists_packaged_data():
     result = runner.invoke(app, ["datasets"])
     assert result.exit_code == 0, result.output
     assert "hotpotqa-distractor" in result.output and "7405" in result.output
+    # the published benchmarks are listed as needing the user's copy, with what was not found
+    for name in ("longbench", "longbench-v2", "l-eval", "loogle", "ruler", "needlebench"):
+        assert f" {name} " in result.output
+    assert "your copy (path:)" in result.output and "field 'path'" in result.output
 
 
 def test_paired_against_a_baseline_uses_the_shared_questions():

@@ -74,6 +74,8 @@ class DatasetLoader(Component, ABC):
     seed: int = 0
     partition: str = "all"
     ids: list[str] | None = None
+    # True when the data is the user's own copy (``path:``), not packaged or generated here.
+    local_copy: bool = False
 
     @abstractmethod
     def load(self) -> LoadedDataset:
@@ -95,6 +97,7 @@ class DatasetLoader(Component, ABC):
             "available": False,
             "questions": None,
             "note": "",
+            "local_copy": self.local_copy,
         }
         try:
             path = self.source_path()

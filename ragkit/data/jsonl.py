@@ -230,6 +230,7 @@ class JsonlDataset(DatasetLoader):
     as sentences (answer≈) for records that do not say otherwise."""
 
     version = "2"
+    local_copy = True
 
     def __init__(
         self,

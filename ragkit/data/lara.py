@@ -108,6 +108,7 @@ class LaRA(DatasetLoader):
     reads them byte for byte."""
 
     version = "2"  # 2: whitespace parameter, collapsed by default
+    local_copy = True
 
     def __init__(
         self,
