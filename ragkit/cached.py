@@ -103,6 +103,10 @@ class CachedGenerator(Generator):
         return getattr(self.inner, "batch_size", None)
 
     @property
+    def prefix_reuse(self) -> bool:  # estimates count a shared prefix once when the engine reuses it
+        return bool(getattr(self.inner, "prefix_reuse", False))
+
+    @property
     def tokenizer(self) -> Tokenizer:
         return self.inner.tokenizer
 

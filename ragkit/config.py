@@ -41,6 +41,7 @@ CATALOG_FOLDERS = {
     "pruner": "pruners",
     "dataset": "datasets",
     "generator": "generators",
+    "gpu": "gpus",  # accelerators for the serving-cost model (ragkit.serving), not components
 }
 
 

@@ -76,12 +76,20 @@ class Prices(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What FLOPs estimates need: parameter count, layers, hidden size."""
+    """What FLOPs estimates need: parameter count, layers, hidden size; and what the KV-cache
+    model (:mod:`ragkit.serving`) needs: attention heads, key/value heads (fewer than the heads
+    under grouped-query attention), the head size and each layer's sliding window (None: the
+    layer attends to the whole context). Unknown attention facts stay None and the serving model
+    assumes multi-head attention over the hidden size, the usual estimate."""
 
     n_params: int
     n_layers: int
     d_model: int
     context_window: int
+    n_heads: int | None = None
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    layer_windows: tuple[int | None, ...] | None = None
 
 
 class Generator(Component, ABC):

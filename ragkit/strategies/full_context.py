@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from ragkit.generators._prefix import computed_tokens
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
@@ -117,7 +118,12 @@ class FullContext(Strategy):
         corpus: Sequence[Document] | None = None,
     ) -> list[Cost]:
         max_new = self.max_new_tokens or generator.max_new_tokens
-        return [
-            Cost(input_tokens=self._prepare(e, generator, corpus)[1], output_tokens=max_new, calls=1)
-            for e in examples
-        ]
+        prepared = [self._prepare(e, generator, corpus) for e in examples]
+        costs = [Cost(input_tokens=tokens, output_tokens=max_new, calls=1) for _, tokens, _ in prepared]
+        if getattr(generator, "prefix_reuse", False):
+            # Questions over the same documents share their prompt up to the question; an engine
+            # reusing prefixes computes that part once (the runner sends them together).
+            ids = [generator.tokenizer.encode(generator.render(m)) for m, _, _ in prepared]
+            for cost, computed in zip(costs, computed_tokens(ids), strict=True):
+                cost.prefill_tokens_computed = computed
+        return costs
