@@ -47,7 +47,8 @@ def estimate_experiment(
             continue
         tokens = np.array([c.input_tokens for c in costs], dtype=float)
         info = generator.model_info()
-        flops = [call_flops(info, c.input_tokens, c.output_tokens) for c in costs]
+        # a strategy whose calls cost other than their tokens say (GemFilter's partial prefill)
+        flops = [c.flops or call_flops(info, c.input_tokens, c.output_tokens) for c in costs]
         for c in costs:  # before reuse, every prompt token is computed (an upper bound)
             c.prefill_tokens_computed = c.prefill_tokens_computed or c.input_tokens
         prices = price_table(generator)

@@ -187,6 +187,7 @@ class HFPromptGenerator(Generator):
             n_kv_heads=int(kv_heads) if kv_heads else None,
             head_dim=int(head_dim) if head_dim else None,
             layer_windows=layer_windows(config),
+            vocab_size=getattr(config, "vocab_size", None),
         )
 
     def _n_params(self) -> int:
