@@ -139,7 +139,7 @@ def main() -> None:
     out = table.join(recall).reset_index().round(3)
     print(f"SmolLM2-135M float32, CPU; filter layer {layer} of {info.n_layers} (0-based); {args.n} questions"
           f" of each kind per length; {time.perf_counter() - started:.0f} s in all")  # fmt: skip
-    print(out.to_markdown(index=False))
+    print(out.to_string(index=False))
 
 
 if __name__ == "__main__":

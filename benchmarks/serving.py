@@ -93,7 +93,7 @@ def main() -> None:
                 "decode ratio": round(m["decode s"] / bound.decode_seconds, 1),
             }
         )
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    print(pd.DataFrame(rows).to_string(index=False))
 
     from ragkit.generators.transformers import TransformersGenerator
 
@@ -117,7 +117,7 @@ def main() -> None:
                     "q/s ≤": round(fig.questions_per_second, 1),
                 }
             )
-    print(pd.DataFrame(table).to_markdown(index=False))
+    print(pd.DataFrame(table).to_string(index=False))
 
 
 if __name__ == "__main__":
