@@ -41,6 +41,18 @@ def call_flops(info: ModelInfo, input_tokens: int, output_tokens: int) -> float:
     return matmuls + attention
 
 
+def layers_flops(info: ModelInfo, tokens: int, layers: int) -> float:
+    """FLOPs of a forward pass of ``tokens`` tokens through the first ``layers`` transformer
+    layers only, without the output projection (GemFilter's filter pass): each layer's share of
+    the parameters other than the (de-)embedding matrix, and those layers' attention, counted as
+    in :func:`call_flops`. Without a known vocabulary size all parameters are shared out."""
+    embedding = (info.vocab_size or 0) * info.d_model
+    per_layer = max(info.n_params - embedding, 0) / info.n_layers
+    matmuls = 2.0 * per_layer * layers * tokens
+    attention = 2.0 * layers * info.d_model * tokens * (tokens + 1) / 2.0
+    return matmuls + attention
+
+
 _SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
 _TOKENS = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kKmM]?)\s*$")
 

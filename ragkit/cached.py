@@ -107,6 +107,14 @@ class CachedGenerator(Generator):
         return getattr(self.inner, "batch_size", None)
 
     @property
+    def methods(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.inner.methods
+
+    @property
+    def prefix_reuse(self) -> bool:  # estimates count a shared prefix once when the engine reuses it
+        return bool(getattr(self.inner, "prefix_reuse", False))
+
+    @property
     def tokenizer(self) -> Tokenizer:
         return self.inner.tokenizer
 
@@ -141,9 +149,14 @@ class CachedGenerator(Generator):
             return self.inner.generate(requests)
         spec = self.inner.spec()
         keys = [
+            # a model-internal method joins the key only when set: plain entries keep their keys
             cache_key("generation", spec, decoding, r.messages, r.max_new_tokens, list(r.stop))
+            if r.method is None
+            else cache_key("generation", spec, decoding, r.messages, r.max_new_tokens, list(r.stop), r.method)
             for r in requests
         ]
+        for request in requests:
+            self.inner.check_method(request)
         found = self.cache.get_many("generation", keys)
         for key in [key for key, entry in found.items() if not _generation_entry_ok(entry)]:
             self.cache.discard("generation", key, "malformed entry")
@@ -212,4 +225,5 @@ def _to_json(g: Generation) -> dict[str, Any]:
         "truncated_tokens": g.truncated_tokens,
         "meta": g.meta,
         "prefill_tokens": g.prefill_tokens,
+        "flops": g.flops,
     }

@@ -159,6 +159,20 @@ def estimate(
             max=1.0,
         ),
     ] = 0.25,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="add what each configuration costs a server on this accelerator (gpus/ catalog:"
+            " h100, h200, a100, l4, cpu): KV cache per token and question, concurrency, time bounds"
+        ),
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="weights and KV-cache dtype on --gpu (default: the entry's)")
+    ] = None,
+    memory_utilization: Annotated[
+        float,
+        typer.Option(min=0.01, max=1.0, help="share of --gpu memory for weights + KV cache (vLLM's default)"),
+    ] = 0.9,
     allow_code: AllowCodeOpt = False,
     max_configurations: MaxConfigsOpt = None,
 ) -> None:
@@ -166,13 +180,32 @@ def estimate(
     smallest accuracy difference the sample can detect when configurations are compared paired."""
     from ragkit.config import ConfigError
     from ragkit.estimate import estimate_experiment, power_note
+    from ragkit.serving import BYTES_PER_VALUE, load_hardware
 
+    hardware = None
+    if gpu is not None:  # checked before the experiment loads anything
+        try:
+            hardware = load_hardware(gpu)
+            if dtype is not None and dtype not in BYTES_PER_VALUE:
+                known = ", ".join(BYTES_PER_VALUE)
+                raise ValueError(f"--dtype: unknown dtype {dtype!r}; expected one of {known}")
+            hardware.peak_flops(dtype or hardware.dtype)
+        except ValueError as exc:
+            _fail(exc)
     experiment = _load(file, set_, allow_code=allow_code, max_configurations=max_configurations)
     try:
-        frame = estimate_experiment(experiment, limit=limit)
+        frame = estimate_experiment(
+            experiment, limit=limit, gpu=hardware, dtype=dtype, utilisation=memory_utilization
+        )
     except ConfigError as exc:
         _fail(exc)
-    print_frame(frame, title=f"{experiment.name}: estimated cost per question (no generation)")
+    title = f"{experiment.name}: estimated cost per question (no generation)"
+    if hardware is not None:
+        title += (
+            f"; serving on {hardware.name}, {dtype or hardware.dtype}, {memory_utilization:.0%} of"
+            f" {hardware.memory_gb:g} GB for weights + KV cache (bounds: Fu 2024, arXiv 2405.08944)"
+        )
+    print_frame(frame, title=title)
     if "questions" in frame and len(frame):
         import pandas as pd
 

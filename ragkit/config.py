@@ -45,6 +45,7 @@ CATALOG_FOLDERS = {
     "dataset": "datasets",
     "generator": "generators",
     "strategy": "strategies",
+    "gpu": "gpus",  # accelerators for the serving-cost model (ragkit.serving), not components
 }
 
 

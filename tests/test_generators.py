@@ -153,6 +153,8 @@ def smollm2(tmp_path_factory):
 def test_smollm2_tokenizer_loads_without_weights(smollm2):
     info = smollm2.model_info()
     assert (info.n_layers, info.d_model, info.context_window) == (30, 576, 8192)
+    # what the serving-cost model reads (tests/test_serving.py uses these by hand)
+    assert (info.n_heads, info.n_kv_heads, info.head_dim, info.layer_windows) == (9, 3, 64, (None,) * 30)
     assert 130e6 < info.n_params < 140e6
     assert smollm2.model_ is None
     assert smollm2.render(ask("hi")).endswith("<|im_start|>assistant\n")

@@ -195,11 +195,19 @@ class HFPromptGenerator(Generator):
             raise ValueError(
                 f"generator {self.model!r}: its config has no max_position_embeddings; set context_window"
             )
+        heads = getattr(config, "num_attention_heads", None)
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
         return ModelInfo(
             n_params=self._n_params(),
             n_layers=int(config.num_hidden_layers),
             d_model=int(config.hidden_size),
             context_window=int(window),
+            n_heads=int(heads) if heads else None,
+            n_kv_heads=int(kv_heads) if kv_heads else None,
+            head_dim=int(head_dim) if head_dim else None,
+            layer_windows=layer_windows(config),
+            vocab_size=getattr(config, "vocab_size", None),
         )
 
     def _n_params(self) -> int:
@@ -249,6 +257,21 @@ class HFPromptGenerator(Generator):
 
     def stop_strings(self, request: GenerationRequest) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*(self.stop or []), *request.stop]))
+
+
+def layer_windows(config: Any) -> tuple[int | None, ...]:
+    """Each layer's sliding attention window (None: full attention). Configs that interleave local
+    and global layers (Gemma 3: five 512-token sliding layers per full one) list ``layer_types``;
+    older ones (Mistral 7B v0.1) set one ``sliding_window`` for every layer, and some (Qwen2) carry
+    a window that ``use_sliding_window: false`` switches off."""
+    n = int(config.num_hidden_layers)
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types and len(types) == n:
+        return tuple(int(window) if window and "sliding" in str(t) else None for t in types)
+    if window and getattr(config, "use_sliding_window", True) is not False:
+        return (int(window),) * n
+    return (None,) * n
 
 
 def _save_converted(folder: Path, tokenizer: Any, config: Any) -> None:

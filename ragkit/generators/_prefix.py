@@ -73,3 +73,15 @@ def adjacent_order(ids: Sequence[Sequence[int]], min_shared: int = MIN_SHARED_TO
     groups = group_by_prefix(ids, min_shared)
     groups.sort(key=lambda g: min(g.members))
     return [i for g in groups for i in sorted(g.members)]
+
+
+def computed_tokens(ids: Sequence[Sequence[int]], min_shared: int = MIN_SHARED_TOKENS) -> list[int]:
+    """Prompt tokens an engine that reuses prefixes computes for each prompt when the prompts run
+    together: the first of a group computes the shared prefix and its own tokens, the others
+    only their own (what the transformers generator reports as ``prefill_tokens``). For
+    estimates made before anything runs."""
+    out = [len(i) for i in ids]
+    for group in group_by_prefix(ids, min_shared):
+        for member in group.members[1:]:
+            out[member] -= group.shared
+    return out

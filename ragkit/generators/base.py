@@ -28,11 +28,21 @@ class Tokenizer(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
 
+class UnsupportedMethod(ValueError):
+    """A request asks for a model-internal method this engine cannot run."""
+
+
 @dataclass
 class GenerationRequest:
     messages: list[Message]
     max_new_tokens: int | None = None  # None: the generator's own default
     stop: tuple[str, ...] = ()
+    # A model-internal method in place of the plain prefill and greedy decode, as a mapping with
+    # its ``name`` and settings: {"name": "gemfilter", "keep": 512, "layer": 13} (select prompt
+    # tokens with the early layers), {"name": "speculative", "draft": [messages], "lookahead": 4}
+    # (a draft reads other messages and the model verifies its tokens). Engines list the names
+    # they run in ``Generator.methods``; the generation cache keys on it.
+    method: dict[str, Any] | None = None
 
 
 @dataclass
@@ -48,6 +58,9 @@ class Generation:
     # Prompt tokens the engine actually ran through the model: fewer than ``input_tokens`` when a
     # shared prefix's KV cache was reused. None: all of them (engines that cannot tell).
     prefill_tokens: int | None = None
+    # FLOPs of the call when a model-internal method changed them (GemFilter runs the prompt
+    # through a few layers only); None: the standard estimate from the token counts.
+    flops: float | None = None
 
     @property
     def prefill_tokens_computed(self) -> int:
@@ -76,12 +89,21 @@ class Prices(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What FLOPs estimates need: parameter count, layers, hidden size."""
+    """What FLOPs estimates need: parameter count, layers, hidden size; and what the KV-cache
+    model (:mod:`ragkit.serving`) needs: attention heads, key/value heads (fewer than the heads
+    under grouped-query attention), the head size and each layer's sliding window (None: the
+    layer attends to the whole context). Unknown attention facts stay None and the serving model
+    assumes multi-head attention over the hidden size, the usual estimate."""
 
     n_params: int
     n_layers: int
     d_model: int
     context_window: int
+    n_heads: int | None = None
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    layer_windows: tuple[int | None, ...] | None = None
+    vocab_size: int | None = None  # the output projection's share of the parameters
 
 
 class Generator(Component, ABC):
@@ -90,6 +112,9 @@ class Generator(Component, ABC):
 
     max_new_tokens: int = 32
     prices: Prices | None = None
+    # Model-internal methods this engine runs (``GenerationRequest.method``): the transformers
+    # generator has the model in process; servers only see prompts.
+    methods: ClassVar[tuple[str, ...]] = ()
     # Constructor arguments that never change a generated text (what an answer costs in dollars;
     # whether a shared prefix's KV cache is reused, which changes only float rounding, as batch
     # composition does): left out of spec(), so the generation cache keeps its entries when they
@@ -117,6 +142,15 @@ class Generator(Component, ABC):
         """Generate for already rendered and window-fitted prompts."""
 
     # -- shared behaviour ---------------------------------------------------------------------
+    def check_method(self, request: GenerationRequest) -> None:
+        name = (request.method or {}).get("name")
+        if request.method is not None and name not in self.methods:
+            runs = f"runs {', '.join(self.methods)}" if self.methods else "runs no model-internal method"
+            raise UnsupportedMethod(
+                f"generator {type(self).__name__} {runs}; {name!r} needs the model in process "
+                "(type: transformers)"
+            )
+
     @property
     def context_window(self) -> int:
         return self.model_info().context_window
@@ -138,6 +172,7 @@ class Generator(Component, ABC):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         prompts, cut = [], []
         for request in requests:
+            self.check_method(request)
             prompt = self.render(request.messages)
             ids = self.tokenizer.encode(prompt)
             limit = self.input_limit(request.max_new_tokens)

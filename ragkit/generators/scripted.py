@@ -41,6 +41,10 @@ class ScriptedGenerator(Generator):
     lets tests see what the generator was shown. ``context_window`` is read back through the
     base class property (from ``model_info``), so ``get_params`` still reports it."""
 
+    # Model-internal methods are accepted and answered as plain prompts (a speculative call also
+    # reads its draft's prompt), so strategy tests check plumbing and accounting in milliseconds.
+    methods = ("gemfilter", "speculative")
+
     def __init__(
         self,
         *,
@@ -82,11 +86,16 @@ class ScriptedGenerator(Generator):
         for prompt, request in zip(prompts, requests, strict=True):
             self.prompts_.append(prompt)
             words = self._answer(prompt).split()[: request.max_new_tokens or self.max_new_tokens]
+            tokens = len(self._tokenizer.encode(prompt))
+            method = request.method or {}
+            if method.get("name") == "speculative":
+                tokens += len(self._tokenizer.encode(self.render(method["draft"])))
             out.append(
                 Generation(
                     text=" ".join(words),
-                    input_tokens=len(self._tokenizer.encode(prompt)),
+                    input_tokens=tokens,
                     output_tokens=len(words),
+                    meta={"method": method["name"]} if method else {},
                 )
             )
         return out

@@ -19,6 +19,7 @@ from ragkit.generators._hf import (
     save_dequantised,
 )
 from ragkit.generators._kv_prefix import PrefixReuse, cache_argument
+from ragkit.generators._methods import METHODS, InternalMethods
 from ragkit.generators._prefix import group_by_prefix
 from ragkit.generators.base import Generation, GenerationRequest, Prices
 from ragkit.registry import register
@@ -60,11 +61,13 @@ class _StopStrings:
 
 
 @register("generator", "transformers")
-class TransformersGenerator(PrefixReuse, HFPromptGenerator):
+class TransformersGenerator(InternalMethods, PrefixReuse, HFPromptGenerator):
     """Greedy decoding with ``transformers``; batched with left padding (prompts of similar length
-    are batched together)."""
+    are batched together). Requests with a ``method`` (GemFilter, speculative decoding) run one
+    at a time through :mod:`._methods`."""
 
     version = "2"  # 2: stop strings count only after the answer's first non-blank character
+    methods = METHODS
 
     def __init__(
         self,
@@ -148,13 +151,14 @@ class TransformersGenerator(PrefixReuse, HFPromptGenerator):
 
     def _generate(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
         self._load_model()
-        out: dict[int, Generation] = {}
-        batched = list(range(len(prompts)))
+        pairs = enumerate(zip(prompts, requests, strict=True))
+        out: dict[int, Generation] = {i: self._method(p, r) for i, (p, r) in pairs if r.method}
+        batched = [i for i in range(len(prompts)) if i not in out]
         if self.prefix_reuse:
-            batched = []
-            ids = [self.tokenizer.encode(p) for p in prompts]
-            for group in group_by_prefix(ids):
-                members = group.members
+            plain, batched = batched, []
+            ids = {i: self.tokenizer.encode(prompts[i]) for i in plain}
+            for group in group_by_prefix([ids[i] for i in plain]):
+                members = [plain[m] for m in group.members]
                 shared = group.shared or self._held_match(ids[members[0]])
                 if not shared:  # a prompt that shares no long prefix: batched as usual
                     batched += members

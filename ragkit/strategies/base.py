@@ -93,7 +93,9 @@ def generation_cost(generation: Generation, generator: Generator) -> Cost:
         prefill_tokens_computed=generation.prefill_tokens_computed,
         prefill_seconds=generation.prefill_seconds,
         decode_seconds=generation.decode_seconds,
-        flops=call_flops(generator.model_info(), generation.input_tokens, generation.output_tokens),
+        flops=generation.flops
+        if generation.flops is not None
+        else call_flops(generator.model_info(), generation.input_tokens, generation.output_tokens),
     )
 
 

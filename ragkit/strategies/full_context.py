@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from ragkit.constraints import Tokens
+from ragkit.generators._prefix import computed_tokens
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
@@ -71,7 +72,12 @@ class FullContext(Strategy):
         corpus: Sequence[Document] | None = None,
     ) -> list[Cost]:
         max_new = self.max_new_tokens or generator.max_new_tokens
-        return [
-            Cost(input_tokens=self._prepare(Record(e), generator, corpus)[1], output_tokens=max_new, calls=1)
-            for e in examples
-        ]
+        prepared = [self._prepare(Record(e), generator, corpus) for e in examples]
+        costs = [Cost(input_tokens=tokens, output_tokens=max_new, calls=1) for _, tokens in prepared]
+        if getattr(generator, "prefix_reuse", False):
+            # Questions over the same documents share their prompt up to the question; an engine
+            # reusing prefixes computes that part once (the runner sends them together).
+            ids = [generator.tokenizer.encode(generator.render(m)) for m, _ in prepared]
+            for cost, computed in zip(costs, computed_tokens(ids), strict=True):
+                cost.prefill_tokens_computed = computed
+        return costs
