@@ -3,14 +3,20 @@
     python benchmarks/allocation.py [experiments/inference_scaling.yaml | PARENT_RUN_ID]
         [--metric contains_answer] [--budget 512 --budget 1k ...] [--by generator] [--synthetic]
 
-Prints, per generator and dataset: R^2 and MSE of the fit (score and logit space) and the
-leave-one-configuration-out MSE (the honest one with few points); per budget the grid-best
+Prints, per generator and dataset: R^2 and MSE of the fit (score and logit space), the
+leave-one-configuration-out MSE (the honest one with few points), R^2's bootstrap interval over
+questions and the noise ceiling (the R^2 a perfect model reaches given each configuration's
+sampling noise: R^2 near it = the rest is noise, far below = the model misses structure); per
+budget (a configuration fits when every question does, --fit max, as in the paper) the grid-best
 configuration, the regret of the model's pick (fitted on everything), the leave-one-budget-out
 regret (fitted only on configurations within the previous, smaller budget: the paper's length
 extrapolation), the leave-one-dataset-out regret when a generator has several datasets (the
 paper's domain generalisation) and the regret of the baselines "always the largest k" (plain RAG)
-and "always full context". ``--synthetic`` first checks that the fit recovers known coefficients
-from scores simulated from the model itself.
+and "always full context", each with a bootstrap interval over questions (--bootstrap N
+resamples, paired: the same questions for every configuration), and the mean regret over budgets of
+the model, the baselines and the oracle (the grid best, 0 by definition) with intervals.
+``--synthetic`` first checks that the fit recovers known coefficients from scores simulated from
+the model itself.
 """
 
 from __future__ import annotations
@@ -94,20 +100,32 @@ def main() -> None:
     )
     parser.add_argument("--by", choices=BY, default="generator+dataset", help="as in ragkit suggest")
     parser.add_argument("--synthetic", action="store_true", help="also run the coefficient-recovery check")
+    parser.add_argument("--fit", choices=("max", "p95", "mean"), default="max", help="as in ragkit suggest")
+    parser.add_argument("--bootstrap", type=int, default=200, help="resamples of the questions")
     args = parser.parse_args()
     if args.synthetic:
         synthetic_check()
-    from ragkit.report import load_results
+    from ragkit.report import load_results, load_scores
+    from ragkit.suggestion import fill_token_statistics
+    from ragkit.validation import bootstrap_validation, mean_regret_summary, reading
 
     results = load_results(args.source)
     if results.empty:
         sys.exit(f"no finished configurations for {args.source}; run the experiment first")
+    scores = load_scores(args.source)
+    results = fill_token_statistics(results, scores)
     budgets = [parse_tokens(b) for b in (args.budget or ["256", "512", "1k", "2k", "4k", "8k"])]
     metric = args.metric
     clean = results.dropna(subset=[metric, TOKENS])
     print(f"{args.source}: {len(clean)} finished configurations, metric {metric}, budgets {budgets}\n")
     dims = with_dims([parse_dim(d) for d in args.dim])
     fits = fit_results(clean, metric, dims, by=args.by)
+    started = time.perf_counter()
+    validation = bootstrap_validation(
+        clean, scores, budgets, metric, dims, by=args.by, fit=args.fit, n_boot=args.bootstrap
+    )
+    took = time.perf_counter() - started
+    quality = {str(r["group"]): r for r in validation["fit"].to_dict("records")}
     keys = group_of(clean)
     for key, group in clean.groupby(keys, sort=True):
         gf = fit_for(fits, group, args.by)
@@ -121,6 +139,13 @@ def main() -> None:
             f"MSE {m['mse']:.5f}; logit R^2 {m['r2_logit']:.3f}, MSE {m['mse_logit']:.4f}; "
             f"leave-one-out MSE {loo:.5f}"
         )
+        q = quality.get(str(key))
+        if q is not None:
+            print(
+                f"  R^2 {q['r2']:.3f} [95% CI {q['r2_low']:.3f}, {q['r2_high']:.3f}] over {q['n_questions']}"
+                f" questions; noise ceiling {q['noise_ceiling']:.3f}: "
+                + reading(q["r2"], q["r2_high"], q["noise_ceiling"])
+            )
         here = gf.info_doc().get(gf.dataset_key(group.iloc[0]), {})
         shown = {family: (np.round(v["i"], 3).tolist(), v["from"]) for family, v in here.items()}
         print(
@@ -128,7 +153,12 @@ def main() -> None:
             f"a = {np.round(gf.model.a, 3)}, b = {np.round(gf.model.b, 3)}, c = {gf.model.c:.3f}; "
             f"informativeness i per strategy (and where it was measured) = {shown}"
         )
-    table = regret_table(clean, budgets, metric, dims, by=args.by)
+    table = regret_table(clean, budgets, metric, dims, by=args.by, fit=args.fit)
+    bounds = [c for c in validation["regret"].columns if c.endswith(("_low", "_high"))]
+    table = table.merge(
+        validation["regret"][["group", "budget", *bounds]], on=["group", "budget"], how="left"
+    )
+    numeric = table.copy()
     columns = [
         "budget",
         "n_candidates",
@@ -145,19 +175,29 @@ def main() -> None:
         "largest_k_regret",
         "full_context_regret",
     ]
-    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 22):
-        print("\nregret per budget (grid-best score - measured score of the pick):")
+    from ragkit.validation import with_interval
+
+    for column in ("grid_best_score", "regret", "largest_k_regret", "full_context_regret"):
+        if column in table and f"{column}_low" in table:
+            table[column] = with_interval(table, column, 3)
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 24):
+        print(f"\nregret per budget (grid-best score - measured score of the pick), fit: {args.fit},")
+        print(f"[95% CI] over {args.bootstrap} paired resamples of the questions ({took:.1f} s):")
         view = table.assign(group=table["group"].map(lambda k: short_label(str(k))))
         print(view[["group"] + [c for c in columns if c in table]].round(4).to_string(index=False))
+        print("\nmean regret over budgets with the bootstrap interval of that mean:")
+        print(mean_regret_summary(validation).round(4).to_string(index=False))
     summary = {
-        "model (in-sample)": table["regret"].mean() if "regret" in table else float("nan"),
-        "leave-one-budget-out": table["lobo_regret"].mean() if "lobo_regret" in table else float("nan"),
+        "model (in-sample)": numeric["regret"].mean() if "regret" in numeric else float("nan"),
+        "leave-one-budget-out": numeric["lobo_regret"].mean() if "lobo_regret" in numeric else float("nan"),
         "leave-one-dataset-out": (
-            table["transfer_regret"].mean() if "transfer_regret" in table else float("nan")
+            numeric["transfer_regret"].mean() if "transfer_regret" in numeric else float("nan")
         ),
-        "always largest k": table["largest_k_regret"].mean() if "largest_k_regret" in table else float("nan"),
+        "always largest k": numeric["largest_k_regret"].mean()
+        if "largest_k_regret" in numeric
+        else float("nan"),
         "always full context": (
-            table["full_context_regret"].mean() if "full_context_regret" in table else float("nan")
+            numeric["full_context_regret"].mean() if "full_context_regret" in numeric else float("nan")
         ),
     }
     print("\nmean regret over budgets: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))

@@ -38,7 +38,7 @@ def import_object(path: str, who: str, field: str) -> Any:
         raise ValueError(f"{who}: field '{field}' is {path!r}; expected 'package.module:name'")
     try:
         obj: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
+    except Exception as exc:  # not installed, or its import fails: either way, this file is wrong
         raise ValueError(
             f"{who}: field '{field}' is {path!r}, but module {module_name!r} cannot be imported ({exc})"
         ) from exc

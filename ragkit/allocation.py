@@ -10,12 +10,18 @@ What the paper says, and what this module does:
   DRAG, an answer can be directly generated upon input context, so n = 1"; IterDRAG allows "up to
   five iterations of query decomposition". Here n is IterDRAG's maximum number of sub-queries and 1
   for RAG and DRAG (RAG is DRAG with m = 0: the paper's DRAG grid starts at m = 0). ragkit's
-  IterDRAG with n = 0 answers in one call, so it is read as DRAG's n = 1 (``Dim.minimum``). More
-  dimensions (a pruner's keep ratio, a reranker's depth) are ragkit's extension (:class:`Dim`).
+  IterDRAG parameter ``n`` counts sub-queries, so a question takes up to ``n + 1`` generation
+  rounds: IterDRAG declares theta_n = n + 1 (``"strategy.n+1"``, :func:`split_column`), and
+  IterDRAG with n = 0 (one call) sits with DRAG at 1 while n = 1 is 2 (reading both as 1 made two
+  different configurations identical). More dimensions (a pruner's keep ratio, a reranker's
+  depth, generator calls) are ragkit's extension (:class:`Dim`); each strategy declares the
+  dimensions it moves along and the result column of each
+  (:attr:`ragkit.strategies.base.Strategy.theta`).
 - log(0) (§5.1 footnote, App. H): "we shift the values in theta by a small constant ε of 0.01".
   Here every dimension is read as ``log(theta + offset)`` with ``offset = 0.01`` by default, so
   k = 0 (closed book) sits at log 0.01 ≈ -4.6, far below k = 1: a large lever in the fit, as in
-  the paper. ``--dim k=strategy.k:offset=1`` gives the smoother ``log(k + 1)`` for one dimension.
+  the paper. ``--dim k=strategy.retrieval.k:offset=1`` gives the smoother ``log(k + 1)`` for one
+  dimension.
 - i (§5.1, App. H): ``i = (i_doc, i_shot, 0)``, computed "in each strategy and task":
   ``i_doc = P(k=1, m=0, n=1) - P(k=0, m=0, n=1)``, ``i_shot = P(k=0, m=1, n=1) - P(k=0, m=0,
   n=1)``; an i_iter "does not yield improved accuracy, so we leave it as 0". Measured per
@@ -60,20 +66,44 @@ EPSILON = 0.01  # the paper's shift of theta before the log (App. H)
 
 @dataclass(frozen=True)
 class Dim:
-    """One dimension of theta: a name, the result column it is read from, the value for
-    configurations that lack the parameter (RAG has no demonstrations: m = 0), the log offset and
-    an optional floor (values below it are read as it)."""
+    """One dimension of theta: a name, the result column it is read from ("": the column each
+    row's strategy declares for it, :attr:`ragkit.strategies.base.Strategy.theta`), the value for
+    configurations that lack it (RAG has no demonstrations: m = 0), the log offset, a shift added
+    to the values present (``--dim n=strategy.n:shift=1``) and an optional floor (values below it
+    are read as it)."""
 
     name: str
-    column: str
+    column: str = ""
     default: float = 0.0
     offset: float = EPSILON
     minimum: float | None = None
+    shift: float = 0.0
 
-    def read(self, values: Any) -> np.ndarray:
-        """Column values as theta: missing ones (None, NaN) become ``default``, then the floor."""
-        out = np.array([_number(v, self.default) for v in values], dtype=float)
+    def read(self, values: Any, shifts: Any = None) -> np.ndarray:
+        """Column values as theta: present ones plus ``shift`` (and the row's own shift, from the
+        column its strategy declares), missing ones (None, NaN) ``default``, then the floor."""
+        present = [_number(v, math.nan) for v in values]
+        extra = [0.0] * len(present) if shifts is None else list(shifts)
+        out = np.array(
+            [
+                self.default if math.isnan(v) else v + self.shift + e
+                for v, e in zip(present, extra, strict=True)
+            ],
+            dtype=float,
+        )
         return out if self.minimum is None else np.maximum(out, self.minimum)
+
+
+def split_column(declared: str) -> tuple[str, float]:
+    """A strategy's declared theta column and the shift added to its values: ``"strategy.n+1"``
+    -> (``"strategy.n"``, 1.0) (IterDRAG's n sub-queries are n + 1 generation rounds)."""
+    column, sep, shift = declared.rpartition("+")
+    if sep and column:
+        try:
+            return column, float(shift)
+        except ValueError:
+            pass
+    return declared, 0.0
 
 
 def _number(value: Any, default: float) -> float:
@@ -86,29 +116,34 @@ def _number(value: Any, default: float) -> float:
     return default if math.isnan(number) else number
 
 
-# n: DRAG (and RAG) count as one iteration (§4.1); IterDRAG with 0 sub-queries is that single call.
+# The paper's theta, read from the columns each strategy declares (RAG: strategy.retrieval.k).
+# n: DRAG (and RAG) count as one iteration (§4.1); IterDRAG's n sub-queries are n + 1 rounds.
 DEFAULT_DIMS: tuple[Dim, ...] = (
-    Dim("k", "strategy.k"),
-    Dim("m", "strategy.m"),
-    Dim("n", "strategy.n", default=1.0, minimum=1.0),
+    Dim("k"),
+    Dim("m"),
+    Dim("n", default=1.0, minimum=1.0),
 )
-_OPTIONS = {"default": "default", "offset": "offset", "min": "minimum"}
+# Dimensions beyond the paper's that strategies may declare, with how rows without them read:
+# generator calls per question (one for a strategy that does not declare it).
+KNOWN_DIMS: dict[str, Dim] = {d.name: d for d in (*DEFAULT_DIMS, Dim("calls", default=1.0, minimum=1.0))}
+_OPTIONS = {"default": "default", "offset": "offset", "min": "minimum", "shift": "shift"}
 
 
 def parse_dim(text: str) -> Dim:
     """``"keep=strategy.pruner.keep_ratio:default=1:offset=0"`` -> a :class:`Dim` (the form of
     ``ragkit suggest --dim``): a name, the result column, and optionally the value for rows without
-    the column (default 0), the log offset (default 0.01) and a floor (``min=``)."""
+    the column (default 0), the log offset (default 0.01), a floor (``min=``) and a shift added to
+    present values (``shift=``)."""
     head, *options = text.split(":")
     name, sep, column = head.partition("=")
     if not sep or not name.strip() or not column.strip():
-        raise ValueError(f"--dim {text!r}: expected NAME=COLUMN[:default=X][:offset=Y][:min=Z]")
-    values: dict[str, float | None] = {"default": 0.0, "offset": EPSILON, "minimum": None}
+        raise ValueError(f"--dim {text!r}: expected NAME=COLUMN[:default=X][:offset=Y][:min=Z][:shift=S]")
+    values: dict[str, float | None] = {"default": 0.0, "offset": EPSILON, "minimum": None, "shift": 0.0}
     for option in options:
         key, sep, value = option.partition("=")
         if key not in _OPTIONS or not sep:
             raise ValueError(
-                f"--dim {text!r}: unknown option {option!r} (expected default=X, offset=Y or min=Z)"
+                f"--dim {text!r}: unknown option {option!r} (expected default=X, offset=Y, min=Z or shift=S)"
             )
         try:
             values[_OPTIONS[key]] = float(value)
@@ -121,18 +156,25 @@ def parse_dim(text: str) -> Dim:
         default=float(default or 0.0),
         offset=float(offset or 0.0),
         minimum=minimum,
+        shift=float(values["shift"] or 0.0),
     )
 
 
-def with_dims(extra: Sequence[Dim] = ()) -> tuple[Dim, ...]:
-    """:data:`DEFAULT_DIMS` with ``extra`` appended; an extra dimension named like a default one
-    replaces it (``k=strategy.k:offset=1`` reads k as log(k + 1))."""
+def with_dims(extra: Sequence[Dim] = (), declared: Sequence[str] = ()) -> tuple[Dim, ...]:
+    """:data:`DEFAULT_DIMS`, then the ``declared`` dimension names strategies move along beyond
+    them (:data:`KNOWN_DIMS`' reading, else a default of 0), then ``extra``; an extra dimension
+    named like another one replaces it (``k=strategy.retrieval.k:offset=1`` reads k as
+    log(k + 1))."""
     extra = tuple(extra)
     names = [d.name for d in extra]
     if len(set(names)) != len(names):
         raise ValueError(f"--dim: a dimension is given twice in {names}")
+    base = [
+        *DEFAULT_DIMS,
+        *(KNOWN_DIMS.get(n, Dim(n)) for n in dict.fromkeys(declared) if n not in {"k", "m", "n"}),
+    ]
     by_name = {d.name: d for d in extra}
-    defaults = tuple(by_name.pop(d.name, d) for d in DEFAULT_DIMS)
+    defaults = tuple(by_name.pop(d.name, d) for d in base)
     return (*defaults, *(d for d in extra if d.name in by_name))
 
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragkit.generators.base import ModelInfo
-from ragkit.types import Cost
+from ragkit.types import Cost, Prediction
+
+
+class BudgetError(ValueError):
+    """The fixed part of a prompt (instructions, question) alone exceeds the token limit (the
+    arm's ``budget`` or the model's window): no context can be given, so the configuration
+    cannot run as specified. The runner reports it as a configuration error naming the field."""
 
 
 def call_flops(info: ModelInfo, input_tokens: int, output_tokens: int) -> float:
@@ -31,6 +38,18 @@ def call_flops(info: ModelInfo, input_tokens: int, output_tokens: int) -> float:
     total = input_tokens + output_tokens
     matmuls = 2.0 * info.n_params * total
     attention = 2.0 * info.n_layers * info.d_model * total * (total + 1) / 2.0
+    return matmuls + attention
+
+
+def layers_flops(info: ModelInfo, tokens: int, layers: int) -> float:
+    """FLOPs of a forward pass of ``tokens`` tokens through the first ``layers`` transformer
+    layers only, without the output projection (GemFilter's filter pass): each layer's share of
+    the parameters other than the (de-)embedding matrix, and those layers' attention, counted as
+    in :func:`call_flops`. Without a known vocabulary size all parameters are shared out."""
+    embedding = (info.vocab_size or 0) * info.d_model
+    per_layer = max(info.n_params - embedding, 0) / info.n_layers
+    matmuls = 2.0 * per_layer * layers * tokens
+    attention = 2.0 * layers * info.d_model * tokens * (tokens + 1) / 2.0
     return matmuls + attention
 
 
@@ -59,14 +78,22 @@ def parse_tokens(value: int | float | str) -> int:
 
 
 class PriceTable(BaseModel):
-    """Dollar prices. API-priced models use the per-token prices; self-hosted ones the GPU-hour
-    price (charged on the question's measured seconds); both may be set."""
+    """Dollar prices (a generator catalog entry's ``prices:``, see
+    :class:`ragkit.generators.base.Prices`). API-priced models use the per-token prices; self-hosted
+    ones the hourly price of their machine (charged on the question's measured seconds); both may
+    be set. The two throughputs only serve estimates made before anything ran."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_per_million: float = Field(0.0, ge=0, description="dollars per 1M input tokens")
     output_per_million: float = Field(0.0, ge=0, description="dollars per 1M output tokens")
-    gpu_hour: float = Field(0.0, ge=0, description="dollars per GPU-hour of measured time")
+    gpu_hour: float = Field(0.0, ge=0, description="dollars per hour of measured time (GPU or CPU machine)")
+    prefill_tokens_per_second: float | None = Field(None, gt=0, description="for estimates of hours")
+    decode_tokens_per_second: float | None = Field(None, gt=0, description="for estimates of hours")
+
+    @property
+    def priced(self) -> bool:
+        return bool(self.input_per_million or self.output_per_million or self.gpu_hour)
 
 
 # Illustrative numbers only, for trying the arithmetic: NOT current list prices of any provider.
@@ -77,14 +104,51 @@ EXAMPLE_PRICES: dict[str, PriceTable] = {
 }
 
 
+def price_table(generator: object) -> PriceTable | None:
+    """The generator's ``prices`` as a table (None: unpriced, dollars stay 0)."""
+    prices = getattr(generator, "prices", None)
+    if not prices:
+        return None
+    table = prices if isinstance(prices, PriceTable) else PriceTable(**prices)
+    return table if table.priced else None
+
+
 def dollars(cost: Cost, prices: PriceTable) -> float:
     """Dollars for ``cost``: tokens at the token prices plus all measured seconds (generation and
-    auxiliary models) at the GPU-hour price."""
+    auxiliary models, which run on the same machine) at the hourly price."""
     return (
         cost.input_tokens * prices.input_per_million / 1e6
         + cost.output_tokens * prices.output_per_million / 1e6
         + cost.seconds * prices.gpu_hour / 3600.0
     )
+
+
+def estimated_dollars(cost: Cost, prices: PriceTable) -> float | None:
+    """Dollars for a cost estimated before generation (no measured seconds): the hourly price is
+    applied to the seconds the table's throughputs give for its prefill and decode tokens. None
+    when an hourly price has no throughputs to convert tokens into time."""
+    seconds = 0.0
+    if prices.gpu_hour:
+        if not (prices.prefill_tokens_per_second and prices.decode_tokens_per_second):
+            return None
+        seconds = (
+            cost.prefill_tokens_computed / prices.prefill_tokens_per_second
+            + cost.output_tokens / prices.decode_tokens_per_second
+        )
+    return (
+        cost.input_tokens * prices.input_per_million / 1e6
+        + cost.output_tokens * prices.output_per_million / 1e6
+        + seconds * prices.gpu_hour / 3600.0
+    )
+
+
+def price_predictions(predictions: Sequence[Prediction], generator: object) -> None:
+    """Fill each prediction's ``cost.dollars`` from the generator's prices (left 0 when unpriced)."""
+    table = price_table(generator)
+    if table is None:
+        return
+    for prediction in predictions:
+        prediction.cost.dollars = dollars(prediction.cost, table)
 
 
 def fits_budget(cost: Cost, budget_tokens: int | str) -> bool:

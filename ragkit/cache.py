@@ -7,21 +7,28 @@ the old or the new value; each value carries a checksum, and a value that fails 
 parse) is reported, deleted and treated as a miss so the stage recomputes it. Arrays (embeddings)
 are ``.npy`` files written to a temporary name and renamed into place, with a checksum sidecar.
 
+Trust: checksums detect damage (a torn write, a truncated or overwritten file), not tampering. The
+cache folder is trusted like the results it feeds: an entry someone rewrote with a valid checksum is
+used (stages reject entries of the wrong shape, e.g. unknown chunk ids). See README, "Trust and
+safety".
+
 Why not joblib.Memory or diskcache: joblib keys on pickled function arguments (our keys must be
 stable across code reorganisation and readable in provenance), and neither verifies entries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +37,7 @@ from ragkit.types import stable_hash
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = ".ragkit/cache"
+T = TypeVar("T")
 
 
 def cache_key(*parts: Any) -> str:
@@ -41,49 +49,134 @@ def _checksum(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged file ("file is not a database", "database disk image is malformed"), as opposed
+    to a busy one (OperationalError: locked, full disk), which must not cost the cache."""
+    return type(exc) is sqlite3.DatabaseError or "malformed" in str(exc) or "not a database" in str(exc)
+
+
 class Cache:
-    """A cache rooted at a folder. Thread-safe; one SQLite connection per instance."""
+    """A cache rooted at a folder. Thread-safe; one SQLite connection per instance.
+
+    A damaged ``cache.sqlite`` (truncated, overwritten) is found when it is opened or when a query
+    reaches a damaged page: it is moved aside to ``cache.sqlite.damaged-<time>``, reported, and a
+    new empty store takes its place, so everything it held is recomputed. The cache only ever
+    holds what can be recomputed; the MLflow store and ``runs/`` are never touched this way."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.root / "cache.sqlite", check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS entries (stage TEXT, key TEXT, value TEXT, checksum TEXT,"
-            " PRIMARY KEY (stage, key))"
-        )
-        self._db.commit()
+        self.path = self.root / "cache.sqlite"
         self.hits = 0
         self.misses = 0
         self.broken = 0
+        self.moved_aside: list[Path] = []
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self._db = self._recover(exc, None)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS entries (stage TEXT, key TEXT, value TEXT, checksum TEXT,"
+                " PRIMARY KEY (stage, key))"
+            )
+            db.commit()
+            self._inode = self.path.stat().st_ino
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _recover(self, exc: Exception, db: sqlite3.Connection | None) -> sqlite3.Connection:
+        """Move the damaged store aside (unless another process already did) and start a new one."""
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        try:
+            same_file = self.path.stat().st_ino == getattr(self, "_inode", None) or db is None
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            target = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{os.getpid()}")
+            os.replace(self.path, target)
+            for suffix in ("-wal", "-shm"):  # a journal of the damaged file must not meet the new one
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    os.replace(side, target.with_name(target.name + suffix))
+            self.moved_aside.append(target)
+            log.warning(
+                "the cache store %s is damaged (%s); moved it aside to %s and started a new one:"
+                " cached results will be recomputed",
+                self.path,
+                exc,
+                target.name,
+            )
+        return self._connect()
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` on the connection (caller holds the lock); once more on a fresh store if the
+        file turns out to be damaged."""
+        try:
+            return work(self._db)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self._db = self._recover(exc, self._db)
+            return work(self._db)
 
     # -- JSON values ---------------------------------------------------------------------------
     def get_many(self, stage: str, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(dict.fromkeys(keys))
-        found: dict[str, Any] = {}
         with self._lock:
-            for start in range(0, len(keys), 500):
-                batch = keys[start : start + 500]
-                marks = ",".join("?" * len(batch))
-                rows = self._db.execute(
-                    f"SELECT key, value, checksum FROM entries WHERE stage=? AND key IN ({marks})",
-                    [stage, *batch],
-                ).fetchall()
-                for key, value, checksum in rows:
-                    try:
-                        if _checksum(value.encode("utf-8")) != checksum:
-                            raise ValueError("checksum mismatch")
-                        found[key] = json.loads(value)
-                    except (ValueError, AttributeError) as exc:
-                        self.broken += 1
-                        log.warning("cache entry %s/%s is broken (%s); recomputing it", stage, key, exc)
-                        self._db.execute("DELETE FROM entries WHERE stage=? AND key=?", (stage, key))
-                self._db.commit()
+            found = self._run(lambda db: self._get_many(db, stage, keys))
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found
+
+    def _get_many(self, db: sqlite3.Connection, stage: str, keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            batch = keys[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = db.execute(
+                f"SELECT key, value, checksum FROM entries WHERE stage=? AND key IN ({marks})",
+                [stage, *batch],
+            ).fetchall()
+            for key, value, checksum in rows:
+                try:
+                    if _checksum(value.encode("utf-8")) != checksum:
+                        raise ValueError("checksum mismatch")
+                    found[key] = json.loads(value)
+                except (ValueError, AttributeError) as exc:
+                    self.discard(stage, key, str(exc), db=db)
+            db.commit()
+        return found
+
+    def discard(self, stage: str, key: str, why: str, *, db: sqlite3.Connection | None = None) -> None:
+        """Drop a broken entry (it fails its checksum, or a stage finds it malformed) so it is
+        recomputed. ``db``: the connection, when the caller already holds the lock."""
+        self.broken += 1
+        log.warning("cache entry %s/%s is broken (%s); recomputing it", stage, key, why)
+        if db is not None:
+            db.execute("DELETE FROM entries WHERE stage=? AND key=?", (stage, key))
+            return
+        with self._lock:
+            self._run(
+                lambda db: self._write(db, "DELETE FROM entries WHERE stage=? AND key=?", [(stage, key)])
+            )
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        db.executemany(sql, rows)
+        db.commit()
 
     def get(self, stage: str, key: str) -> Any | None:
         return self.get_many(stage, [key]).get(key)
@@ -94,17 +187,22 @@ class Cache:
             blob = json.dumps(value, ensure_ascii=False, default=str)
             rows.append((stage, key, blob, _checksum(blob.encode("utf-8"))))
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", rows)
-            self._db.commit()
+            self._run(lambda db: self._write(db, "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", rows))
 
     def put(self, stage: str, key: str, value: Any) -> None:
         self.put_many(stage, {key: value})
 
     def count(self, stage: str | None = None) -> int:
+        sql, args = (
+            ("SELECT COUNT(*) FROM entries", ())
+            if stage is None
+            else (
+                "SELECT COUNT(*) FROM entries WHERE stage=?",
+                (stage,),
+            )
+        )
         with self._lock:
-            if stage is None:
-                return self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-            return self._db.execute("SELECT COUNT(*) FROM entries WHERE stage=?", (stage,)).fetchone()[0]
+            return self._run(lambda db: db.execute(sql, args).fetchone()[0])
 
     # -- arrays ----------------------------------------------------------------------------------
     def _array_path(self, stage: str, key: str) -> Path:
@@ -189,19 +287,19 @@ class JournalingCache(Cache):
         return journal
 
 
-def default_cache_root() -> Path:
+def default_cache_dir() -> str:
     """Where a cache lives when nothing names one: ``$RAGKIT_CACHE_DIR`` or ``.ragkit/cache``."""
-    return Path(os.environ.get("RAGKIT_CACHE_DIR", DEFAULT_CACHE_DIR))
+    return os.environ.get("RAGKIT_CACHE_DIR") or DEFAULT_CACHE_DIR
 
 
 _OPEN: dict[str, Cache] = {}
 
 
 def get_cache(root: str | os.PathLike[str] | None = None) -> Cache:
-    """The open cache rooted at ``root`` (default: :func:`default_cache_root`), one per folder and
+    """The open cache rooted at ``root`` (default: :func:`default_cache_dir`), one per folder and
     process: SQLite connections are opened once, not once per stage or unit. Components never call
     this; they use the cache they were handed (:func:`ragkit.component.bind_cache`)."""
-    path = str(Path(root or default_cache_root()).resolve())
+    path = str(Path(root or default_cache_dir()).resolve())
     if path not in _OPEN:
         _OPEN[path] = Cache(path)
     return _OPEN[path]

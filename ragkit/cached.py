@@ -11,6 +11,7 @@ Both report the wrapped component's ``spec()``, so cache keys and tracking see t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from ragkit.cache import Cache, cache_key
 from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo, Tokenizer
 from ragkit.retrievers.base import Retriever
-from ragkit.types import Corpus, Evidence, Scored, split_evenly
+from ragkit.types import AuxUse, Batch, Corpus, Evidence, Scored, uses
 
 
 class CachedRetriever(Retriever):
@@ -27,10 +28,6 @@ class CachedRetriever(Retriever):
         self.cache = cache
         self.depth = depth
         self.calls_ = 0  # queries actually sent to the inner retriever
-        # Auxiliary cost (embedder tokens, seconds) is stored with each entry and charged on every
-        # use, hit or miss, so a configuration's cost does not depend on what ran before it.
-        self.aux_tokens_ = 0
-        self.aux_seconds_ = 0.0
 
     def spec(self) -> dict[str, Any]:
         return self.inner.spec()
@@ -51,6 +48,12 @@ class CachedRetriever(Retriever):
         ]
         found = self.cache.get_many("retrieval", keys)
         want = max(k, self.depth)
+        by_id = {c.id: c for c in corpus.chunks}
+        for key in [key for key, entry in found.items() if not _retrieval_entry_ok(entry, by_id)]:
+            # a valid checksum proves the bytes are as written, not that they were written by us
+            # (README, "Trust and safety"): an entry naming chunks this corpus lacks is recomputed
+            self.cache.discard("retrieval", key, "malformed entry or unknown chunk ids")
+            del found[key]
 
         def usable(entry: Any) -> bool:  # deep enough, or already the whole corpus
             return entry["depth"] >= k or len(entry["hits"]) >= len(corpus)
@@ -59,29 +62,31 @@ class CachedRetriever(Retriever):
         if missing:
             self.calls_ += len(missing)
             self.inner.warm_up()  # loading the model is start-up, not a question's retrieval time
-            tokens_before = getattr(self.inner, "aux_tokens_", 0)
             started = time.perf_counter()
             fresh = self.inner.retrieve(
                 [queries[i] for i in missing], corpus, want, evidence=[ev[i] for i in missing]
             )
             seconds = (time.perf_counter() - started) / len(missing)
-            tokens = split_evenly(getattr(self.inner, "aux_tokens_", 0) - tokens_before, len(missing))
             new = {
                 keys[i]: {
                     "depth": want,
                     "hits": [[s.chunk.id, s.score] for s in hits],
-                    "aux_tokens": share,
-                    "seconds": seconds,
+                    "aux_tokens": use.tokens,
+                    "seconds": use.seconds or seconds,
                 }
-                for i, hits, share in zip(missing, fresh, tokens, strict=True)
+                for i, hits, use in zip(missing, fresh, uses(fresh), strict=True)
             }
             self.cache.put_many("retrieval", new)
             found.update(new)
-        for key in keys:
-            self.aux_tokens_ += found[key].get("aux_tokens", 0)
-            self.aux_seconds_ += found[key].get("seconds", 0.0)
-        by_id = {c.id: c for c in corpus.chunks}
-        return [[Scored(by_id[cid], score) for cid, score in found[key]["hits"][:k]] for key in keys]
+        # Auxiliary cost (embedder tokens, seconds) is stored with each entry and charged on every
+        # use, hit or miss, so a configuration's cost does not depend on what ran before it.
+        return Batch(
+            [[Scored(by_id[cid], score) for cid, score in found[key]["hits"][:k]] for key in keys],
+            [
+                AuxUse(tokens=found[key].get("aux_tokens", 0), seconds=found[key].get("seconds", 0.0))
+                for key in keys
+            ],
+        )
 
 
 class CachedGenerator(Generator):
@@ -102,6 +107,14 @@ class CachedGenerator(Generator):
         return getattr(self.inner, "batch_size", None)
 
     @property
+    def methods(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.inner.methods
+
+    @property
+    def prefix_reuse(self) -> bool:  # estimates count a shared prefix once when the engine reuses it
+        return bool(getattr(self.inner, "prefix_reuse", False))
+
+    @property
     def tokenizer(self) -> Tokenizer:
         return self.inner.tokenizer
 
@@ -113,6 +126,10 @@ class CachedGenerator(Generator):
 
     def decoding(self) -> dict[str, Any]:
         return self.inner.decoding()
+
+    @property
+    def prices(self) -> Any:  # type: ignore[override]
+        return getattr(self.inner, "prices", None)
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -135,10 +152,18 @@ class CachedGenerator(Generator):
             return self.inner.generate(requests)
         spec = self.inner.spec()
         keys = [
+            # a model-internal method joins the key only when set: plain entries keep their keys
             cache_key("generation", spec, decoding, r.messages, r.max_new_tokens, list(r.stop))
+            if r.method is None
+            else cache_key("generation", spec, decoding, r.messages, r.max_new_tokens, list(r.stop), r.method)
             for r in requests
         ]
+        for request in requests:
+            self.inner.check_method(request)
         found = self.cache.get_many("generation", keys)
+        for key in [key for key, entry in found.items() if not _generation_entry_ok(entry)]:
+            self.cache.discard("generation", key, "malformed entry")
+            del found[key]
         missing = [i for i, key in enumerate(keys) if key not in found]
         if missing:
             self.generated_ += len(missing)
@@ -152,8 +177,45 @@ class CachedGenerator(Generator):
         for key in keys:
             entry = dict(found[key])
             fresh_flag = entry.pop("_fresh", False)
-            out.append(Generation(**entry, cached=not fresh_flag))
+            # fields this version does not know (an entry written by a newer ragkit sharing the
+            # cache) are left out rather than crash the run
+            known = {k: v for k, v in entry.items() if k in _GENERATION_FIELDS}
+            out.append(Generation(**known, cached=not fresh_flag))
         return out
+
+
+_GENERATION_FIELDS = {f.name for f in dataclasses.fields(Generation)} - {"cached"}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _retrieval_entry_ok(entry: Any, by_id: dict[str, Any]) -> bool:
+    """A retrieval cache entry has the shape this class writes and names chunks of this corpus."""
+    if (
+        not isinstance(entry, dict)
+        or not _number(entry.get("depth"))
+        or not isinstance(entry.get("hits"), list)
+    ):
+        return False
+    return all(
+        isinstance(hit, list) and len(hit) == 2 and hit[0] in by_id and _number(hit[1])
+        for hit in entry["hits"]
+    )
+
+
+def _generation_entry_ok(entry: Any) -> bool:
+    """A generation cache entry has the fields :class:`Generation` takes (the three it requires),
+    with text as text and numbers as numbers."""
+    if not isinstance(entry, dict) or not {"text", "input_tokens", "output_tokens"} <= entry.keys():
+        return False
+    if not isinstance(entry["text"], str):
+        return False
+    # fields this version does not know are dropped when read (see generate), not a damage
+    fields = {f.name: str(f.type) for f in dataclasses.fields(Generation)}
+    numeric = [k for k in entry if fields.get(k) in ("int", "float", "<class 'int'>", "<class 'float'>")]
+    return all(_number(entry[k]) for k in numeric) and isinstance(entry.get("meta", {}), dict)
 
 
 def _to_json(g: Generation) -> dict[str, Any]:
@@ -165,4 +227,6 @@ def _to_json(g: Generation) -> dict[str, Any]:
         "decode_seconds": g.decode_seconds,
         "truncated_tokens": g.truncated_tokens,
         "meta": g.meta,
+        "prefill_tokens": g.prefill_tokens,
+        "flops": g.flops,
     }

@@ -35,6 +35,11 @@ class Component:
             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
 
+    def check(self) -> None:
+        """Cheap checks the runner makes before any data or weights load (a model file exists, a
+        key may go to that server); raise ValueError or OSError saying what is wrong. Ranges and
+        formats of single parameters are declared in the constructor's annotations instead."""
+
     def spec(self) -> dict[str, Any]:
         """Identity of this component's outputs: type, version and parameters."""
         return {"type": self.registry_name, "version": self.version, **self.get_params()}
@@ -74,3 +79,10 @@ def bind_cache(component: Any, cache: Cache) -> None:
                 visit(param)
 
     visit(component)
+
+
+class Settings(Component):
+    """A group of parameters that several components share (the retrieval settings of every
+    RAG-like strategy). It has no registry name of its own: in a YAML it is a nested mapping under
+    its owner's parameter (``retrieval: {retriever: bm25, k: [1, 3]}``), expanded and swept like
+    the owner's own fields, and built before the owner."""

@@ -35,7 +35,6 @@ ACCURACY = (
     "needle_exact",
     "needle_recall",
     "abstention_accuracy",
-    "abstention_rate",
     "refusal_approx",
 )
 COST = (

@@ -114,11 +114,15 @@ def judge(
     missing = [e.id for e in examples if e.id not in by_id]
     if missing:
         raise ValueError(f"judge: no prediction for {len(missing)} example(s), e.g. {missing[:3]}")
+    # Summaries are graded insight by insight (ragkit.summhay), not as one answer to a reference.
+    examples = [e for e in examples if e.meta.get("answer_format") != "summary"]
+    if not examples:
+        return pd.DataFrame(columns=COLUMNS)
     messages = [judge_messages(e, by_id[e.id].answer) for e in examples]
     accept = [judge_messages(e, _reference_candidate(e)) for e in examples]
     mismatched = [_mismatch(examples, i) for i in range(len(examples))]
     reject = [judge_messages(e, m) for e, m in zip(examples, mismatched, strict=True) if m is not None]
-    replies = _verdicts(generator, messages + accept + reject)
+    replies = verdicts(generator, messages + accept + reject)
     answers, accepted = replies[: len(examples)], replies[len(examples) : 2 * len(examples)]
     rejected = iter(replies[2 * len(examples) :])
     model = judge_model_name(generator)
@@ -156,7 +160,8 @@ COLUMNS = [
 ]
 
 
-def _verdicts(generator: Generator, messages: Sequence[list[Message]]) -> list[str]:
+def verdicts(generator: Generator, messages: Sequence[list[Message]]) -> list[str]:
+    """The replies to ``messages``, in batches of :data:`BATCH`, a few tokens each (one verdict)."""
     replies: list[str] = []
     for start in range(0, len(messages), BATCH):
         requests = [

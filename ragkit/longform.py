@@ -15,9 +15,14 @@ Free-form answers (LaRA's references are whole sentences) are best graded by a j
 - ``longform_approx``: one number per question: ``answer_recall_approx`` when answerable,
   ``refusal_approx`` when not.
 
-Needles (:mod:`ragkit.data.needle`) are scored exactly, as RULER does: ``needle_recall`` is the
-share of the expected values that occur in the raw model output as whole numbers,
-``needle_exact`` is 1.0 when all of them do.
+Needles (:mod:`ragkit.data.needle`) get RULER's own scores, ``ruler_match_all`` (RULER's
+string_match_all: the share of expected values found as case-insensitive substrings of the raw
+output) and ``ruler_match_part`` (string_match_part: 1.0 when any is), and ragkit's stricter ones:
+``needle_recall`` is the share of the expected values that occur in the raw output as whole
+numbers (RULER also credits "1234567" inside "91234567"), ``needle_exact`` is 1.0 when all do.
+
+Benchmarks with a metric of their own (LongBench, L-Eval, RULER, ...) add ``task_score`` through
+:mod:`ragkit.task_metrics`.
 
 The runner merges :func:`score_frame` into the per-question scores (on ``example_id``) the same way
 it merges the judge's verdicts; examples of other datasets get no columns from here.
@@ -32,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from ragkit.metrics import is_abstention, normalize_answer
+from ragkit.metrics import is_abstention, normalize_answer, ruler_match_all, ruler_match_part
 from ragkit.types import Example, Prediction
 
 # Ways a free-form answer declines that ragkit.metrics' short-answer patterns do not cover.
@@ -97,23 +102,43 @@ def is_free_form(example: Example) -> bool:
     return example.meta.get("answer_format") == "free-form"
 
 
-def score_example(example: Example, prediction: Prediction) -> dict[str, float]:
-    """The extra scores of one example (empty for datasets graded by EM/F1 alone)."""
+def score_example(example: Example, prediction: Prediction) -> dict[str, Any]:
+    """The extra scores of one example (empty for datasets graded by EM/F1 alone): the
+    benchmark's own metric when its loader named one (:mod:`ragkit.task_metrics`), exact citation
+    scores when the answer was asked for citations (:mod:`ragkit.citations`), Summary-of-a-Haystack
+    scores (:mod:`ragkit.summhay`), needle scores, and the free-form approximations."""
+    from ragkit import summhay
+    from ragkit.citation_judge import citation_record
+    from ragkit.citations import exact_scores
+    from ragkit.task_metrics import raw_output, score_task
+
+    out: dict[str, Any] = score_task(example, prediction)
+    record = citation_record(prediction)  # the strategy ran with citations: true
+    if record is not None:
+        out.update(exact_scores(raw_output(prediction), record, len(example.evidence)))
+    if summhay.is_summary_task(example):
+        out.update(summhay.score_example(example, prediction))
     if example.meta.get("task") == "needle":
         # The raw output: the cleaned answer keeps only the first line, and a model may list
         # the values of a multi-value needle one per line.
-        raw = str(prediction.provenance.get("raw_answer", prediction.answer) or "")
+        raw = prediction.provenance.raw_answer or prediction.answer or ""
         recall = needle_recall(raw, example.answers)
-        return {"needle_recall": recall, "needle_exact": float(recall == 1.0)}
-    if is_free_form(example):
+        out.update(
+            needle_recall=recall,
+            needle_exact=float(recall == 1.0),
+            ruler_match_all=ruler_match_all(raw, example.answers),
+            ruler_match_part=ruler_match_part(raw, example.answers),
+        )
+    elif is_free_form(example):
         answer = prediction.answer or ""
         nan = float("nan")
         if example.answerable:
             recall = answer_recall(answer, example.answers)
-            return {"answer_recall_approx": recall, "refusal_approx": nan, "longform_approx": recall}
-        refused = float(refusal(answer))
-        return {"answer_recall_approx": nan, "refusal_approx": refused, "longform_approx": refused}
-    return {}
+            out.update(answer_recall_approx=recall, refusal_approx=nan, longform_approx=recall)
+        else:
+            refused = float(refusal(answer))
+            out.update(answer_recall_approx=nan, refusal_approx=refused, longform_approx=refused)
+    return out
 
 
 def score_frame(examples: Sequence[Example], predictions: Sequence[Prediction]) -> pd.DataFrame:

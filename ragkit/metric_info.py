@@ -27,6 +27,36 @@ class MetricInfo:
 
 METRICS: dict[str, MetricInfo] = {
     "judge_correct": MetricInfo("judge", "binary", "a judge model grades the answers"),
+    "task_score": MetricInfo(
+        "task score",
+        "graded",
+        "the benchmark's own metric (LongBench, L-Eval, LooGLE, RULER, NeedleBench: F1, Rouge-L,"
+        " multiple-choice accuracy, exact match rules), as its paper reports it",
+    ),
+    "summhay_joint": MetricInfo(
+        "SummHay joint (judge)",
+        "graded",
+        "Summary of a Haystack: insight coverage (judged) x citation F1 against the insights' documents",
+    ),
+    "summhay_joint_approx": MetricInfo(
+        "SummHay joint≈",
+        "graded",
+        "Summary of a Haystack: insight coverage (lexical approximation) x citation F1 against the"
+        " insights' documents; a judge (evaluation.judge) scores coverage better",
+    ),
+    "summhay_coverage": MetricInfo("coverage (judge)", "graded"),
+    "summhay_citation": MetricInfo("citation (judge)", "graded"),
+    "summhay_coverage_approx": MetricInfo("coverage≈", "graded"),
+    "summhay_citation_approx": MetricInfo("citation≈", "graded"),
+    "citation_recall": MetricInfo("cite recall", "graded"),
+    "citation_precision": MetricInfo("cite precision", "graded"),
+    "citation_f1": MetricInfo("cite F1", "graded"),
+    "cites": MetricInfo("citing", "binary"),
+    "judged_citation_recall": MetricInfo("cite recall (judge)", "graded"),
+    "judged_citation_precision": MetricInfo("cite precision (judge)", "graded"),
+    "judged_citation_f1": MetricInfo("cite F1 (judge)", "graded"),
+    "support_accepts_quote": MetricInfo("judge accepts quote (control)", "binary"),
+    "support_rejects_other": MetricInfo("judge rejects other passage (control)", "binary"),
     "longform_approx": MetricInfo(
         "answer≈ (approx)",
         "graded",
@@ -50,7 +80,12 @@ METRICS: dict[str, MetricInfo] = {
     "mrr": MetricInfo("MRR", "graded"),
     "answer_in_context": MetricInfo("answer in context (proxy)", "binary"),
     "em": MetricInfo("EM", "binary"),
-    "f1": MetricInfo("F1", "graded"),
+    "f1": MetricInfo("F1 (SQuAD)", "graded"),  # the official SQuAD F1; HotpotQA's is f1_hotpotqa
+    "f1_hotpotqa": MetricInfo("F1 (HotpotQA official)", "graded"),
+    "em_squad_v2": MetricInfo("EM (SQuAD v2 official)", "binary"),
+    "f1_squad_v2": MetricInfo("F1 (SQuAD v2 official)", "graded"),
+    "ruler_match_all": MetricInfo("RULER match-all", "graded", "RULER's own needle score"),
+    "ruler_match_part": MetricInfo("RULER match-part", "binary"),
     "answer_recall_approx": MetricInfo("answer recall≈ (approx)", "graded"),
     "refusal_approx": MetricInfo("refusal≈ (approx)", "binary"),
     "abstention_correct": MetricInfo("abstention correct", "binary"),
@@ -73,14 +108,15 @@ def is_binary(metric: str) -> bool:
     return info is not None and info.kind == "binary"
 
 
-def interval(metric: str, values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+def interval(metric: str, values: Sequence[float] | np.ndarray, seed: int = 0) -> tuple[float, float]:
     """The 95% interval of ``metric``'s mean over ``values`` (NaN left out), by the metric's type.
-    Metrics not listed here are treated as graded (a bootstrap is valid for any bounded score)."""
+    Metrics not listed here are treated as graded (a bootstrap is valid for any bounded score);
+    ``seed`` seeds the bootstrap (the experiment's seed)."""
     data = np.asarray(values, dtype=float)
     data = data[~np.isnan(data)]
     if is_binary(metric):
         return wilson_interval(float(data.sum()), int(data.size))
-    return bootstrap_interval(data)
+    return bootstrap_interval(data, seed=seed)
 
 
 def resolve(name: str, available: Sequence[str]) -> str:

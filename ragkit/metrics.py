@@ -1,16 +1,33 @@
-"""Answer metrics, per-question score rows, aggregates with intervals, and paired comparisons.
+"""Answer metrics, per-question score rows and aggregates with intervals.
 
-- Exact match and F1 follow the official SQuAD v1.1/v2.0 evaluation script (normalisation: lower
-  case, drop punctuation, drop the articles a/an/the, collapse whitespace; F1 over normalised
-  tokens; the maximum over reference answers).
-- Unanswerable questions (SQuAD v2 convention): em, f1 and contains_answer are 1.0 when the model
-  abstained (see :data:`ABSTENTION_PATTERNS`) and 0.0 otherwise.
-- *contains-answer* (a normalised reference occurs in the normalised prediction on word
-  boundaries) is the accuracy to read for small models that answer in sentences.
-- Intervals are 95%: Wilson score intervals for 0/1 metrics (exact match, contains-answer), a
-  seeded percentile bootstrap for F1; :func:`paired_difference` compares two configurations on the
-  same questions. Written here rather than taken from scipy/statsmodels: each is a few lines, and
-  scipy's bootstrap is not seeded-by-default nor paired on an id column.
+Official scorers, reimplemented from their published definitions (tests/test_metrics_conformance.py
+checks them on hand-worked cases):
+
+- ``em`` and ``f1`` follow the official SQuAD v1.1/v2.0 evaluation script: normalisation (lower
+  case, drop ASCII punctuation, drop the articles a/an/the, collapse whitespace), F1 over
+  normalised tokens with counts, the maximum over references. A reference that normalises to
+  nothing is dropped; with none left the only right answer is an empty one (SQuAD v2's rule).
+- ``em_squad_v2`` / ``f1_squad_v2`` (when the dataset has unanswerable questions): the official
+  SQuAD v2 scores everywhere, so an unanswerable question is right only when the prediction is
+  empty (normalises to nothing): the convention of the SQuAD v2 leaderboard.
+- ``f1_hotpotqa``: the official HotpotQA F1 (hotpot_evaluate_v1): as SQuAD's, except that a
+  prediction or reference that normalises to "yes", "no" or "noanswer" scores 0 unless both are
+  equal, and an empty prediction scores 0.
+- ``ruler_match_all`` / ``ruler_match_part`` (needles): RULER's string_match_all (the share of
+  references found) and string_match_part (1 if any is found), case-insensitive substrings of the
+  raw output. ragkit's stricter ``needle_recall`` / ``needle_exact`` match whole numbers.
+
+ragkit's own measures, named as such:
+
+- *contains-answer* (a reference occurs in the prediction as whole words, after a tokenisation
+  that also reads curly quotes, guillemets, ellipses, possessives and hyphen compounds) is the
+  accuracy to read for small models that answer in sentences.
+- Unanswerable questions in ``em``, ``f1`` and ``contains_answer``: 1.0 when the model declined,
+  detected by phrase patterns (:func:`is_abstention`, an approximation: a model that writes
+  "unanswerable" is right here and wrong under the official SQuAD v2 rule, which only accepts an
+  empty answer).
+
+Intervals and paired tests are in :mod:`ragkit.stats` (re-exported here).
 """
 
 from __future__ import annotations
@@ -19,19 +36,30 @@ import json
 import math
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ragkit.types import Evidence, Example, Prediction
+from ragkit.stats import (  # noqa: F401  (re-exported: the metrics API before ragkit.stats)
+    Z95,
+    bootstrap_interval,
+    paired_difference,
+    required_paired_sample_size,
+    required_sample_size,
+    wilson_interval,
+)
+from ragkit.types import Evidence, Example, Prediction, Provenance
+
+# Bumped whenever a change here (or in longform/judge scoring) changes a score: part of every
+# configuration's scoring key, so `ragkit run` re-scores saved predictions scored by older code.
+SCORING_VERSION = "2"
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
-Z95 = NormalDist().inv_cdf(0.975)
 
 
 def normalize_answer(text: str) -> str:
@@ -40,15 +68,20 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
+def squad_v2_references(answers: Sequence[str]) -> list[str]:
+    """The official SQuAD v2 gold list: references that normalise to something, else [""] (the
+    only right answer is then an empty one)."""
+    return [a for a in answers if normalize_answer(a)] or [""]
+
+
 def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """Official SQuAD exact match, the maximum over references (empty references: see above)."""
     norm = normalize_answer(prediction)
-    return float(any(norm == normalize_answer(a) for a in answers))
+    return float(any(norm == normalize_answer(a) for a in squad_v2_references(answers)))
 
 
-def _f1(prediction: str, answer: str) -> float:
-    pred, gold = normalize_answer(prediction).split(), normalize_answer(answer).split()
-    if not pred or not gold:  # SQuAD v2: an empty side scores 1 only when both are empty
-        return float(pred == gold)
+def _token_f1(pred: list[str], gold: list[str]) -> float:
+    """F1 of token counts; 0 without overlap (an empty side included)."""
     same = sum((Counter(pred) & Counter(gold)).values())
     if same == 0:
         return 0.0
@@ -56,18 +89,93 @@ def _f1(prediction: str, answer: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _f1(prediction: str, answer: str) -> float:
+    pred, gold = normalize_answer(prediction).split(), normalize_answer(answer).split()
+    if not pred or not gold:  # SQuAD v2: an empty side scores 1 only when both are empty
+        return float(pred == gold)
+    return _token_f1(pred, gold)
+
+
 def f1(prediction: str, answers: Sequence[str]) -> float:
-    """Token-level F1, the maximum over reference answers (0.0 without references)."""
-    return max((_f1(prediction, a) for a in answers), default=0.0)
+    """Official SQuAD token F1, the maximum over references (no references: right only if empty)."""
+    return max(_f1(prediction, a) for a in squad_v2_references(answers))
+
+
+_HOTPOT_SPECIAL = ("yes", "no", "noanswer")
+
+
+def _f1_hotpotqa(prediction: str, answer: str) -> float:
+    pred, gold = normalize_answer(prediction), normalize_answer(answer)
+    if (pred in _HOTPOT_SPECIAL or gold in _HOTPOT_SPECIAL) and pred != gold:
+        return 0.0
+    return _token_f1(pred.split(), gold.split())  # HotpotQA: empty-empty is 0 too
+
+
+def f1_hotpotqa(prediction: str, answers: Sequence[str]) -> float:
+    """Official HotpotQA answer F1 (yes/no/noanswer only by exact match), max over references."""
+    return max((_f1_hotpotqa(prediction, a) for a in answers), default=0.0)
+
+
+# -- contains-answer: ragkit's tokenisation ----------------------------------------------------
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "`": "'"})
+_POSSESSIVE = re.compile(r"(?<=\w)'s\b")
+
+
+def _is_punctuation(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "PS"  # all Unicode punctuation and symbols
+
+
+def contains_forms(text: str) -> set[str]:
+    """The word sequences ``text`` is read as by :func:`contains_answer`: NFKC (an ellipsis is
+    "..."), curly apostrophes made straight, lower case, every Unicode punctuation mark or symbol
+    (curly quotes, guillemets, dashes) either a space or nothing (so "New York-based" holds
+    "new york" and "Spider-Man" matches "spiderman"), a possessive "'s" either dropped or kept,
+    articles dropped."""
+    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
+    forms = set()
+    for variant in {text, _POSSESSIVE.sub("", text)}:
+        for joiner in (" ", ""):
+            plain = "".join(joiner if _is_punctuation(ch) else ch for ch in variant)
+            forms.add(" ".join(_ARTICLES.sub(" ", plain).split()))
+    return forms
 
 
 def contains_answer(prediction: str, answers: Sequence[str]) -> float:
-    """1.0 when a (non-empty) normalised reference occurs in the normalised prediction as whole
-    words: "paris" is in "it is paris", but "par" is not."""
-    padded = f" {normalize_answer(prediction)} "
-    return float(any(norm and f" {norm} " in padded for norm in map(normalize_answer, answers)))
+    """1.0 when a reference occurs in the prediction as whole words (``contains_forms`` of both):
+    "paris" is in "It is Paris.", "Bram Stoker" in "Bram Stoker's novel", but "par" is not in
+    "Paris". References that normalise to nothing are dropped (SQuAD v2); with none left, only an
+    empty prediction is right."""
+    references = [forms for forms in map(contains_forms, answers) if any(forms)]
+    predicted = [f" {form} " for form in contains_forms(prediction)]
+    if not references:
+        return float(not any(form.strip() for form in predicted))
+    wanted = [f" {ref} " for forms in references for ref in forms if ref]
+    return float(any(ref in form for ref in wanted for form in predicted))
 
 
+# -- RULER's needle scorers --------------------------------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _ruler_text(prediction: str) -> str:
+    """RULER's post-processing of a prediction: control characters become newlines, then strip."""
+    return _CONTROL.sub("\n", prediction.strip()).strip().lower()
+
+
+def ruler_match_all(prediction: str, references: Sequence[str]) -> float:
+    """RULER's string_match_all: the share of references that occur (case-insensitively, as
+    substrings) in the prediction; 0.0 without references."""
+    text = _ruler_text(prediction)
+    return sum(r.lower() in text for r in references) / len(references) if references else 0.0
+
+
+def ruler_match_part(prediction: str, references: Sequence[str]) -> float:
+    """RULER's string_match_part: 1.0 when any reference occurs in the prediction (as above)."""
+    text = _ruler_text(prediction)
+    return float(any(r.lower() in text for r in references))
+
+
+# -- abstention (ragkit's approximation) -------------------------------------------------------
 # Phrases that mean "I abstain", matched case-insensitively anywhere in the answer. They cover
 # ragkit's own instruction ("reply exactly: unanswerable") and the usual ways models decline.
 ABSTENTION_PATTERNS: tuple[str, ...] = (
@@ -85,10 +193,19 @@ ABSTENTION_PATTERNS: tuple[str, ...] = (
     r"\bnot (?:mentioned|provided|stated|specified) in\b",
 )
 _ABSTENTION = re.compile("|".join(ABSTENTION_PATTERNS), flags=re.IGNORECASE)
+# After a declining phrase, these turn it into an answer: "does not mention Paris, but Paris is the
+# answer", "I don't know; however, it is Paris". A concessive "although" usually is not one.
+ANSWER_AFTER_ABSTENTION = re.compile(
+    r"\b(?:but|however|instead|nevertheless|nonetheless)\b|\bthe answer is\b|\banswer:", flags=re.IGNORECASE
+)
 
 
 def is_abstention(prediction: str) -> bool:
-    return bool(_ABSTENTION.search(prediction.replace("\u2019", "'")))
+    """Whether an answer declines (phrase patterns; an approximation, see the module docstring):
+    a declining phrase not followed by a contrast that goes on to answer."""
+    text = prediction.replace("\u2019", "'")
+    match = _ABSTENTION.search(text)
+    return bool(match) and not ANSWER_AFTER_ABSTENTION.search(text, match.end())
 
 
 def evidence_recall(evidence: Sequence[Evidence | str], texts: Iterable[str]) -> float | None:
@@ -129,66 +246,45 @@ def score(examples: Sequence[Example], predictions: Sequence[Prediction]) -> pd.
                 f1(answer, example.answers),
                 contains_answer(answer, example.answers),
             )
-        else:  # SQuAD v2 convention: the right answer to an unanswerable question is to abstain
+        else:  # ragkit's refusal approximation (the official SQuAD v2 rule is em/f1_squad_v2)
             em = f1_ = contains = float(abstained)
+        official = example.answers if example.answerable else []
         provenance = prediction.provenance
         row: dict[str, Any] = {
             "example_id": example.id,
             "em": em,
             "f1": f1_,
             "contains_answer": contains,
+            "f1_hotpotqa": f1_hotpotqa(answer, example.answers) if example.answerable else math.nan,
+            "em_squad_v2": exact_match(answer, official),
+            "f1_squad_v2": f1(answer, official),
             "abstained": abstained,
             "answerable": example.answerable,
             "abstention_correct": float(abstained != example.answerable),
-            "evidence_recall": _float(provenance.get("evidence_recall")),
+            "evidence_recall": _float(provenance.evidence_recall),
+            "dropped_tokens": float(provenance.dropped_tokens),
+            "gold_survived": _float(provenance.gold_survived),
         }
         row.update({f"cost_{k}": v for k, v in prediction.cost.to_dict().items()})
-        if "dropped_tokens" in provenance:
-            row["dropped_tokens"] = _float(provenance["dropped_tokens"])
-            row.update(truncation(provenance))
-        if "gold_survived" in provenance:
-            row["gold_survived"] = _float(provenance["gold_survived"])
+        row.update(truncation(provenance))
         row.update({f"meta_{k}": _scalar(v) for k, v in example.meta.items()})
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=["example_id", "em", "f1", "contains_answer"])
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame["answerable"].all():  # the official SQuAD v2 scores equal em and f1 then
+        frame = frame.drop(columns=["em_squad_v2", "f1_squad_v2"])
+    return frame
 
 
-def truncation(provenance: dict[str, Any]) -> dict[str, float]:
+def truncation(provenance: Provenance) -> dict[str, float]:
     """``truncated`` (1.0 when tokens of the question's context were cut to fit the window or
     budget) and ``dropped_share`` (the share of the context's tokens cut: of the full documents
     for full context, of the selected passages for RAG)."""
-    dropped = float(provenance.get("dropped_tokens") or 0)
-    whole = provenance.get("full_context_tokens") or (float(provenance.get("context_tokens") or 0) + dropped)
+    dropped = float(provenance.dropped_tokens)
+    shown = float(provenance.context_tokens or 0)
+    whole = provenance.measures.get("full_context_tokens") or (shown + dropped)
     return {"truncated": float(dropped > 0), "dropped_share": dropped / whole if whole else 0.0}
-
-
-# -- intervals -------------------------------------------------------------------------------
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (better than the normal one near 0, 1 or small n)."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = successes / n
-    denominator = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    low = 0.0 if successes <= 0 else max(0.0, center - half)  # exact ends: no rounding residue
-    high = 1.0 if successes >= n else min(1.0, center + half)
-    return low, high
-
-
-def bootstrap_interval(
-    values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (seeded: the same data give the same interval)."""
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n_boot, data.size))].mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
 # Aggregate name -> per-question column (means over questions).
@@ -197,8 +293,11 @@ _COST_MEANS = {
     "input_tokens": "cost_input_tokens",
     "output_tokens": "cost_output_tokens",
     "calls": "cost_calls",
+    "prefill_tokens_computed": "cost_prefill_tokens_computed",
     "aux_tokens": "cost_aux_tokens",
     "seconds_per_question": "cost_seconds",
+    "prefill_seconds": "cost_prefill_seconds",
+    "decode_seconds": "cost_decode_seconds",
     "flops": "cost_flops",
     "dollars": "cost_dollars",
 }
@@ -208,7 +307,12 @@ _PER_QUESTION = {
 }
 
 
-def summarize(scores: pd.DataFrame) -> dict[str, float]:
+# The per-question budget constraint (the paper's Eq. 1 asks every question to fit): percentiles
+# and the maximum of effective context tokens, beside the mean.
+TOKEN_PERCENTILES = (50, 90, 95)
+
+
+def summarize(scores: pd.DataFrame, seed: int = 0) -> dict[str, float]:
     """Aggregates of :func:`score` rows (names as in RESULTS.md). Metrics without data (no gold
     evidence, no unanswerable questions) are left out rather than NaN, which JSON cannot hold.
     Other numeric columns (e.g. a judge's verdicts merged in by the runner) are averaged too."""
@@ -220,7 +324,7 @@ def summarize(scores: pd.DataFrame) -> dict[str, float]:
         return out
     for name in ("em", "contains_answer", "f1"):  # one interval method per metric type (metric_info)
         out[name] = float(scores[name].mean())
-        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval(name, scores[name].to_numpy())
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval(name, scores[name].to_numpy(), seed=seed)
     if "answerable" in scores and not scores["answerable"].astype(bool).all():
         out["abstention_accuracy"] = float(scores["abstention_correct"].mean())
     if "abstained" in scores:
@@ -230,48 +334,22 @@ def summarize(scores: pd.DataFrame) -> dict[str, float]:
             values = scores[name].astype(float).dropna().to_numpy()
             out[name] = float(values.mean())
             if name in METRICS:
-                out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval(name, values)
+                out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval(name, values, seed=seed)
     for name, column in _COST_MEANS.items():
         if column in scores:
             out[name] = float(scores[column].mean())
+    if "cost_effective_context_tokens" in scores:
+        tokens = scores["cost_effective_context_tokens"].astype(float).to_numpy()
+        for q in TOKEN_PERCENTILES:
+            out[f"effective_context_tokens_p{q}"] = float(np.percentile(tokens, q))
+        out["effective_context_tokens_max"] = float(tokens.max())
     for column in scores.columns:
         extra = column not in _PER_QUESTION and not column.startswith(("cost_", "meta_"))
         if extra and pd.api.types.is_numeric_dtype(scores[column]) and scores[column].notna().any():
             values = scores[column].astype(float).dropna()
             out[column] = float(values.mean())
             if column in METRICS:  # the metrics tables show get intervals, over the questions they apply to
-                out[f"{column}_ci_low"], out[f"{column}_ci_high"] = interval(column, values.to_numpy())
+                out[f"{column}_ci_low"], out[f"{column}_ci_high"] = interval(
+                    column, values.to_numpy(), seed=seed
+                )
     return out
-
-
-def paired_difference(
-    a: pd.DataFrame, b: pd.DataFrame, metric: str = "contains_answer", n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """Mean of ``a[metric] - b[metric]`` over the questions both answered (joined on example_id),
-    with a 95% paired bootstrap interval. An interval excluding 0 supports "A differs from B"."""
-    for name, frame in (("a", a), ("b", b)):
-        if metric not in frame or "example_id" not in frame:
-            raise ValueError(f"{name} needs the columns 'example_id' and {metric!r}")
-    joined = a[["example_id", metric]].merge(
-        b[["example_id", metric]], on="example_id", suffixes=("_a", "_b")
-    )
-    if joined.empty:
-        raise ValueError("a and b share no example_id: compare configurations on the same questions")
-    diffs = (joined[f"{metric}_a"].astype(float) - joined[f"{metric}_b"].astype(float)).to_numpy()
-    low, high = bootstrap_interval(diffs, n_boot=n_boot, seed=seed)
-    return float(diffs.mean()), low, high
-
-
-def required_sample_size(p1: float, p2: float, alpha: float = 0.05, power: float = 0.8) -> int:
-    """Questions per configuration to tell accuracies ``p1`` and ``p2`` apart (two-sided test of
-    two independent proportions, Fleiss' formula without continuity correction). Comparing on
-    the same questions (paired) usually needs fewer."""
-    if p1 == p2:
-        raise ValueError("p1 and p2 must differ")
-    z_alpha = NormalDist().inv_cdf(1 - alpha / 2)
-    z_power = NormalDist().inv_cdf(power)
-    mean = (p1 + p2) / 2
-    numerator = z_alpha * math.sqrt(2 * mean * (1 - mean)) + z_power * math.sqrt(
-        p1 * (1 - p1) + p2 * (1 - p2)
-    )
-    return math.ceil(numerator**2 / (p1 - p2) ** 2)

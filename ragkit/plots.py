@@ -61,9 +61,10 @@ def scaling_plot(
     *,
     metric: str = "score",
     title: str = "",
+    fit: str = "max",
 ) -> Path:
     """``candidates``: :func:`ragkit.suggestion.candidates` of one group (measured rows have
-    ``measured``; model rows ``predicted``)."""
+    ``measured``; model rows ``predicted``); tokens are the per-question statistic ``fit``."""
     plt = _pyplot()
     measured = candidates[candidates["measured"].notna()].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -100,7 +101,7 @@ def scaling_plot(
     ax.set_xscale("log", base=2)
     ys = [v for col in ("measured", "predicted") for v in candidates[col].dropna()]
     ax.set_ylim(0.0, min(1.0, max(ys, default=0.0) * 1.15 + 0.02))  # scores: from 0, no offset
-    ax.set_xlabel("effective context tokens per question (log2)")
+    ax.set_xlabel(f"effective context tokens per question, {fit} over questions (log2)")
     ax.set_ylabel(metric)
     ax.set_title(title or f"{metric} vs effective context length")
     ax.grid(alpha=0.3)

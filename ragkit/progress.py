@@ -45,7 +45,7 @@ class ProgressLines:
             line += f" ({_duration(elapsed)}, ~{_duration(left)} left)"
         elif first:
             line += " already on disk" if done == total else f" ({first} already on disk)"
-        self.console.print(line, highlight=False, soft_wrap=True)
+        self.console.print(line, highlight=False, soft_wrap=True, markup=False)  # names come from YAMLs
         self.console.file.flush()
 
 
@@ -55,6 +55,7 @@ def progress_display(console: Console) -> Iterator[ProgressHook]:
     if not console.is_terminal:
         yield ProgressLines(console)
         return
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -63,7 +64,7 @@ def progress_display(console: Console) -> Iterator[ProgressHook]:
 
         def hook(name: str, done: int, total: int) -> None:
             if name not in tasks:
-                tasks[name] = bars.add_task(name, total=total)
+                tasks[name] = bars.add_task(escape(name), total=total)  # "[...]" is not markup
             bars.update(tasks[name], completed=done)
 
         yield hook

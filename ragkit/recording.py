@@ -1,11 +1,15 @@
 """The record step: everything a run leaves behind is written here, by the driver alone.
 
 Executors hand back :class:`~ragkit.units.UnitResult`s in any order, possibly twice (a retried
-unit); the :class:`Recorder` writes each question's prediction once, in plan order, to
-``runs/<experiment>/<config_hash>/predictions.jsonl`` (flushed and fsynced per unit, so a killed
-run resumes at the first unanswered question), and when a configuration has every answer it
-scores it, writes ``scores.parquet`` and ``summary.json`` and logs one MLflow child run (not
-again for the same questions). Workers never touch these files or the tracking store.
+unit); the :class:`Recorder` prices each question's prediction and writes it once, in plan order,
+to ``runs/<experiment>/<config_hash>/predictions.jsonl`` (one write and an fsync per unit, so a
+killed run resumes at the first unanswered question), and when a configuration has every answer
+it scores it (judges included), writes ``scores.parquet`` and ``summary.json`` and logs one MLflow
+child run (not again for the same questions; re-scored predictions update the same run). Workers
+never touch these files or the tracking store.
+
+MLflow is opened when the first configuration finishes: a run that stops at its first batch (a
+budget smaller than the prompt) leaves no parent run behind, and costs no store set-up.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ import pandas as pd
 import yaml
 
 from ragkit.breakdown import LENGTH_COLUMN
+from ragkit.budget import price_predictions
 from ragkit.config import Configuration, flatten
 from ragkit.lengths import document_tokens
+from ragkit.predictions_file import append_predictions, read_predictions
+from ragkit.run_lock import store_lock
+from ragkit.security import redact
 from ragkit.tracking import Tracker, questions_hash
 from ragkit.types import Prediction, stable_hash
-from ragkit.units import Unit, UnitResult
+from ragkit.units import Unit, UnitResult, documents_together
 
 log = logging.getLogger(__name__)
 
@@ -43,42 +51,7 @@ class ConfigResult:
     run_id: str | None = None
 
 
-# -- predictions on disk --------------------------------------------------------------------------
-def read_predictions(path: Path) -> dict[str, Prediction]:
-    """Finished predictions; a line cut by a kill is skipped (that question is redone)."""
-    done: dict[str, Prediction] = {}
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                prediction = Prediction.from_dict(json.loads(line))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                log.warning(
-                    "%s:%d: unreadable prediction (interrupted write?); it will be recomputed", path, number
-                )
-                continue
-            done[prediction.example_id] = prediction
-    return done
-
-
-def append_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb") as handle:  # a kill mid-write leaves a line without its newline:
-            handle.seek(-1, os.SEEK_END)  # end it, so the next record is not glued onto it
-            unterminated = handle.read(1) != b"\n"
-        if unterminated:
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write("\n")
-    with open(path, "a", encoding="utf-8") as handle:
-        for p in predictions:
-            handle.write(json.dumps(p.to_dict(), ensure_ascii=False, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
+# -- files ---------------------------------------------------------------------------------------
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
     """A prediction record (a line of predictions.jsonl) without what differs between two runs of
     the same configuration: measured seconds, and whether an answer came from the cache (which
@@ -116,32 +89,38 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
-# -- scores ------------------------------------------------------------------------------------
-# Numeric provenance every strategy may record (pruning compression, IterDRAG rounds, routing):
-# copied into the per-question scores so summaries and MLflow metrics carry their means.
-_SKIP_PROVENANCE = {
-    "evidence_recall",
-    "dropped_tokens",
-    "gold_survived",
-    "cached",
-    "retrieval_seconds",
-    "rerank_seconds",
-    "prune_seconds",
-}
+def write_config_file(path: Path, configuration: Configuration) -> None:
+    """The resolved configuration beside its predictions (credentials in URLs redacted); written
+    when missing and rewritten when it does not read back as this configuration (a damaged file)."""
+    document = {"name": configuration.name, "config_hash": configuration.hash, **configuration.resolved}
+    document = redact(document)
+    try:
+        existing = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(existing, dict) and existing.get("config_hash") == configuration.hash:
+            return
+        if path.exists():
+            log.warning("%s is damaged or belongs to another configuration; rewriting it", path)
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        log.warning("%s is damaged; rewriting it", path)
+    write_atomic(path, lambda p: p.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8"))
 
 
+# -- scores --------------------------------------------------------------------------------------
 def _with_extra_scores(scores: pd.DataFrame, examples: Sequence[Any], predictions: Sequence[Prediction]):
     from ragkit.longform import score_frame
 
     extra = score_frame(examples, predictions)
     if len(extra.columns) > 1:
         scores = scores.merge(extra, on="example_id", how="left")
+    # A strategy's own per-question measures (pruning compression, IterDRAG rounds, routing) and
+    # the context it showed become score columns, so summaries and MLflow metrics carry their means.
     columns: dict[str, list[float]] = {}
     for i, p in enumerate(predictions):
-        for key, value in p.provenance.items():
-            if key in _SKIP_PROVENANCE or key in scores.columns:
-                continue
-            if isinstance(value, bool | int | float) or value is None:
+        values = {"context_tokens": p.provenance.context_tokens, **p.provenance.measures}
+        for key, value in values.items():
+            if key not in scores.columns:
                 columns.setdefault(key, [float("nan")] * len(predictions))[i] = (
                     float("nan") if value is None else float(value)
                 )
@@ -164,6 +143,7 @@ class _Configuration:
     generated: int = 0
     next_batch: int = 0
     pending: dict[int, list[Prediction]] = field(default_factory=dict)  # finished out of order
+    opened: bool = False
     result: ConfigResult | None = None
 
     @property
@@ -171,7 +151,8 @@ class _Configuration:
         return self.run_dir / "predictions.jsonl"
 
     def todo(self) -> list[str]:
-        return [e.id for e in self.examples if e.id not in self.done]
+        """Unanswered question ids in the order they are answered (documents together)."""
+        return [e.id for e in documents_together([e for e in self.examples if e.id not in self.done])]
 
 
 class Recorder:
@@ -182,26 +163,40 @@ class Recorder:
         prepared: Any,
         *,
         output_dir: Path,
-        tracker: Tracker,
+        uri: str,
         indices: Sequence[int],
         progress: ProgressHook | None = None,
     ) -> None:
         self.prepared = prepared
-        self.tracker = tracker
+        self.uri = uri
         self.progress = progress
-        self.logged = tracker.logged_children()
+        self.tracker: Tracker | None = None  # opened when the first configuration finishes
+        self.logged: dict[str, tuple[str, str, str]] = {}
         self.units: dict[str, Unit] = {}
         self.recorded: set[str] = set()
         self.states: dict[int, _Configuration] = {}
         for index in indices:
             configuration = prepared.experiment.configurations[index]
             run_dir = output_dir / configuration.hash
+            legacy = output_dir / configuration.legacy_hash
+            if not run_dir.exists() and legacy.is_dir():  # a folder named by the older key: keep its work
+                os.replace(legacy, run_dir)
+                (run_dir / "config.yaml").unlink(missing_ok=True)
             examples = prepared.datasets[stable_hash(configuration.resolved["dataset"])].examples
             done = read_predictions(run_dir / "predictions.jsonl")
             self.states[index] = _Configuration(index, configuration, run_dir, examples, done)
 
+    def opened(self) -> Tracker:
+        """The tracking store's parent run, opened (under the store lock) on first use."""
+        if self.tracker is None:
+            experiment = self.prepared.experiment
+            with store_lock(self.uri):
+                self.tracker = Tracker(self.uri, experiment.name, experiment.hash)
+            self.logged = self.tracker.logged_children()
+        return self.tracker
+
     def todo(self) -> dict[int, list[str]]:
-        """Configuration index -> its unanswered question ids, in dataset order."""
+        """Configuration index -> its unanswered question ids, in the order they are answered."""
         return {index: state.todo() for index, state in self.states.items()}
 
     def begin(self, units: Sequence[Unit]) -> None:
@@ -218,8 +213,8 @@ class Recorder:
             self._report(self.states[unit.config_index], answered)
 
     def record(self, result: UnitResult) -> None:
-        """Store one unit's results: its cache entries, then its predictions in plan order (a
-        unit seen before, e.g. retried after its worker was lost, is ignored)."""
+        """Store one unit's results: its cache entries, then its predictions, priced, in plan
+        order (a unit seen before, e.g. retried after its worker was lost, is ignored)."""
         unit = self.units[result.key]
         if result.journal is not None:
             result.journal.store(self.prepared.cache)
@@ -230,8 +225,10 @@ class Recorder:
         state = self.states[unit.config_index]
         state.pending[unit.batch] = result.predictions
         self._open(state)
+        generator = self._generator(state)
         while state.next_batch in state.pending:
             fresh = [p for p in state.pending.pop(state.next_batch) if p.example_id not in state.done]
+            price_predictions(fresh, generator)
             append_predictions(state.predictions_path, fresh)
             state.done.update({p.example_id: p for p in fresh})
             state.generated += len(fresh)
@@ -247,18 +244,15 @@ class Recorder:
         return [self.states[i].result for i in sorted(self.states)]  # type: ignore[misc]
 
     # -- internals -------------------------------------------------------------------------------
+    def _generator(self, state: _Configuration) -> Any:
+        return self.prepared.generators[stable_hash(state.configuration.resolved["generator"])]
+
     def _open(self, state: _Configuration) -> None:
         """The run folder and its config.yaml, made when the configuration first records."""
-        state.run_dir.mkdir(parents=True, exist_ok=True)
-        config_file = state.run_dir / "config.yaml"
-        if not config_file.exists():
-            configuration = state.configuration
-            document = {
-                "name": configuration.name,
-                "config_hash": configuration.hash,
-                **configuration.resolved,
-            }
-            write_atomic(config_file, lambda p: p.write_text(yaml.safe_dump(document, sort_keys=False)))
+        if not state.opened:
+            state.run_dir.mkdir(parents=True, exist_ok=True)
+            write_config_file(state.run_dir / "config.yaml", state.configuration)
+            state.opened = True
 
     def _report(self, state: _Configuration, running: int = 0) -> None:
         if self.progress is not None:
@@ -275,18 +269,25 @@ class Recorder:
         from ragkit.metrics import score, summarize
 
         configuration, examples = state.configuration, state.examples
+        prepared = self.prepared
         ordered = [state.done[e.id] for e in examples]
         scores = score(examples, ordered)
         scores = _with_extra_scores(scores, examples, ordered)
-        dataset = self.prepared.datasets[stable_hash(configuration.resolved["dataset"])]
-        generator = self.prepared.generators[stable_hash(configuration.resolved["generator"])]
-        scores[LENGTH_COLUMN] = document_tokens(examples, generator, dataset.corpus)  # for --by length
-        if self.prepared.judge is not None:
+        dataset = prepared.datasets[stable_hash(configuration.resolved["dataset"])]
+        # the question's document length, for ``report --by length``
+        scores[LENGTH_COLUMN] = document_tokens(examples, self._generator(state), dataset.corpus)
+        if prepared.judge is not None:
+            from ragkit.citation_judge import judge_citations
             from ragkit.judge import judge as run_judge
+            from ragkit.summhay import judge_summaries
 
-            verdicts = run_judge(examples, ordered, self.prepared.judge, cache=self.prepared.cache)
-            scores = scores.merge(verdicts, on="example_id", how="left")
-        summary = summarize(scores)
+            # Answers graded against references, cited statements against their passages (when the
+            # strategy asked for citations), summaries against the insights they should cover.
+            for grade in (run_judge, judge_citations, judge_summaries):
+                verdicts = grade(examples, ordered, prepared.judge, cache=prepared.cache)
+                if len(verdicts) and len(verdicts.columns) > 1:
+                    scores = scores.merge(verdicts, on="example_id", how="left")
+        summary = summarize(scores, seed=configuration.seed)
         scores.insert(0, "answer", [p.answer for p in ordered])
         scores.insert(0, "question", [e.question for e in examples])
         scores.insert(2, "references", [" | ".join(e.answers) for e in examples])
@@ -295,23 +296,36 @@ class Recorder:
         scores = parquet_safe(scores)
         run_dir = state.run_dir
         write_atomic(run_dir / "scores.parquet", lambda p: scores.to_parquet(p, index=False))
-        summary_doc = {"name": configuration.name, "config_hash": configuration.hash, **summary}
+        summary_doc = {
+            "name": configuration.name,
+            "config_hash": configuration.hash,
+            "scoring_key": configuration.scoring_key,
+            **summary,
+        }
         write_atomic(run_dir / "summary.json", lambda p: p.write_text(json.dumps(summary_doc, indent=2)))
         return ConfigResult(configuration, run_dir, summary, scores, state.generated)
 
     def _log(self, result: ConfigResult) -> None:
-        """One MLflow child run per configuration and question set; an earlier one is reused (and
-        renamed when the naming rules changed)."""
+        """One MLflow child run per configuration and question set: an earlier one is reused
+        (renamed when the naming rules changed, its scores updated when they were re-scored)."""
+        tracker = self.opened()
         configuration = result.configuration
         dataset = self.prepared.datasets[stable_hash(configuration.resolved["dataset"])]
         qhash = questions_hash(e.id for e in dataset.examples)
         key = f"{configuration.hash}:{qhash}"
         if key in self.logged:
-            result.run_id, logged_name = self.logged[key]
+            result.run_id, logged_name, scored_by = self.logged[key]
             if logged_name != configuration.name:
-                self.tracker.rename(result.run_id, configuration.name)
+                tracker.rename(result.run_id, configuration.name)
+            if scored_by != configuration.scoring_key:  # re-scored: same run, new scores
+                tracker.update_scores(
+                    result.run_id,
+                    metrics=result.summary,
+                    scoring_key=configuration.scoring_key,
+                    artifacts=[result.run_dir / "scores.parquet", result.run_dir / "summary.json"],
+                )
             return
-        result.run_id = self.tracker.log_configuration(
+        result.run_id = tracker.log_configuration(
             name=configuration.name,
             config_hash=configuration.hash,
             questions_hash=qhash,
@@ -320,6 +334,7 @@ class Recorder:
             tags={
                 "ragkit.dataset_revision": dataset.revision,
                 "ragkit.seed": str(self.prepared.experiment.spec.seed),
+                "ragkit.scoring_key": configuration.scoring_key,
             },
             artifacts=[
                 result.run_dir / "config.yaml",
@@ -328,34 +343,33 @@ class Recorder:
                 result.run_dir / "predictions.jsonl",
             ],
         )
-        self.logged[key] = (result.run_id, configuration.name)
-        self._log_traces(result, dataset.examples)
+        self.logged[key] = (result.run_id, configuration.name, configuration.scoring_key)
+        log_traces(tracker, result, dataset.examples, self.prepared.experiment.spec.tracking.trace_limit())
 
-    def _log_traces(self, result: ConfigResult, examples: Sequence[Any]) -> None:
-        """The configuration's question traces (the first ``trace_limit``), built from what the
-        predictions record; a tracing failure is reported, never fatal: the predictions and the
-        run are already safe."""
-        from ragkit.traces import log_traces
 
-        limit = self.prepared.experiment.spec.tracking.trace_limit()
-        if limit == 0 or result.run_id is None:
-            return
-        try:
-            predictions = read_predictions(result.run_dir / "predictions.jsonl")
-            rows = result.scores.set_index("example_id", drop=False)
-            log_traces(
-                self.tracker.uri,
-                experiment_id=self.tracker.experiment_id,
-                run_id=result.run_id,
-                configuration=result.configuration.name,
-                config_hash=result.configuration.hash,
-                examples=examples,
-                predictions=[predictions[e.id] for e in examples],
-                scores=[rows.loc[e.id].to_dict() for e in examples],
-                limit=limit,
-            )
-        except Exception as exc:  # any MLflow or store error
-            log.warning("traces of %s were not logged to MLflow: %s", result.configuration.name, exc)
+def log_traces(tracker: Tracker, result: ConfigResult, examples: Sequence[Any], limit: int | None) -> None:
+    """The configuration's question traces (the first ``limit``); a tracing failure is reported,
+    never fatal: the predictions and the run are already safe."""
+    from ragkit.traces import log_traces as log_question_traces
+
+    if limit == 0 or result.run_id is None:
+        return
+    try:
+        predictions = read_predictions(result.run_dir / "predictions.jsonl")
+        rows = result.scores.set_index("example_id", drop=False)
+        log_question_traces(
+            tracker.uri,
+            experiment_id=tracker.experiment_id,
+            run_id=result.run_id,
+            configuration=result.configuration.name,
+            config_hash=result.configuration.hash,
+            examples=examples,
+            predictions=[predictions[e.id] for e in examples],
+            scores=[rows.loc[e.id].to_dict() for e in examples],
+            limit=limit,
+        )
+    except Exception as exc:  # any MLflow or store error
+        log.warning("traces of %s were not logged to MLflow: %s", result.configuration.name, exc)
 
 
 def log_summary(tracker: Tracker, experiment: Any, table: pd.DataFrame, results: list[ConfigResult]) -> None:

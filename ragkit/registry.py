@@ -105,7 +105,8 @@ def get(kind: str, name: str) -> type:
 def params_model(cls: type) -> type[pydantic.BaseModel]:
     """A pydantic model of ``cls.__init__``'s keyword arguments (extra fields forbidden)."""
     signature = inspect.signature(cls.__init__)
-    hints = typing.get_type_hints(cls.__init__)  # a NameError here is a bug in that component
+    # include_extras: keep the declared ranges (``Count``, ``Tokens``: see ragkit.constraints)
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)  # NameError: a bug in that component
     field_defs: dict[str, Any] = {}
     for pname, param in signature.parameters.items():
         if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):

@@ -8,27 +8,48 @@ without re-running anything.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ragkit.breakdown import breakdown, breakdown_fields, name_field  # noqa: F401 (re-exported)
-from ragkit.config import flatten, load_experiment
+from ragkit.config import flatten, groups_of, lift_resolved, load_experiment, prediction_settings
 from ragkit.metric_info import METRICS, label
 from ragkit.types import stable_hash
 
+log = logging.getLogger(__name__)
+
 # The accuracy columns a table leads with, most trustworthy first: a judge's verdicts when one was
-# configured, the free-form approximation for sentence answers (LaRA), exact needle scores, and
+# configured, the benchmark's own metric (LongBench, L-Eval, RULER, ...), the free-form
+# approximation for sentence answers (LaRA), exact needle scores, and
 # contains-answer for short-answer QA. EM and contains-answer are 0 on sentence answers by design.
 # Labels (and why each leads) are in ragkit.metric_info, the same in every table.
 HEADLINES: list[tuple[str, str]] = [
     (m, label(m))
-    for m in ("judge_correct", "longform_approx", "needle_exact", "needle_recall", "contains_answer")
+    for m in (
+        "summhay_joint",
+        "summhay_joint_approx",
+        "judge_correct",
+        "task_score",
+        "longform_approx",
+        "needle_exact",
+        "needle_recall",
+        "ruler_match_all",
+        "contains_answer",
+    )
 ]
 SHORT_ANSWER = ("contains_answer", "em")
+# Citation and Summary-of-a-Haystack columns a table adds after the accuracy ones, when present.
+CITATION_COLUMNS = (
+    *("summhay_coverage", "summhay_citation", "summhay_coverage_approx", "summhay_citation_approx"),
+    *("citation_recall", "citation_precision", "judged_citation_recall", "judged_citation_precision"),
+    "cites",
+)
 
 
 def headline_metrics(frame: pd.DataFrame) -> list[str]:
@@ -74,7 +95,9 @@ def _finished_by_settings(base: Path) -> dict[str, Path]:
             config = yaml.safe_load((summary.parent / "config.yaml").read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
-        settings = {k: v for k, v in config.items() if k not in ("name", "config_hash")}
+        settings = prediction_settings(config)
+        if isinstance(settings.get("strategy"), dict):  # a run from before the nested settings
+            settings["strategy"] = lift_resolved("strategy", settings["strategy"])
         found[stable_hash(_without_versions(settings))] = summary.parent
     return found
 
@@ -84,26 +107,32 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
     current hash, but finished with the same settings under older component versions, is reported
     from that run with ``older_version`` set (the CLI says so): a version bump must not make
     earlier results vanish from the experiment's report, nor pass them off as current."""
-    experiment = load_experiment(path)
+    experiment = load_experiment(path, allow_code=True)  # read only: nothing is built or imported
     base = Path(experiment.spec.output_dir) / experiment.name
     rows, dirs = [], []
     older: dict[str, Path] | None = None
     for c in experiment.configurations:
         run_dir, is_older = base / c.hash, False
+        if not (run_dir / "summary.json").exists() and (base / c.legacy_hash / "summary.json").exists():
+            run_dir = base / c.legacy_hash  # named by the older key (until the next `ragkit run`)
         if not (run_dir / "summary.json").exists():
             if older is None:
                 older = _finished_by_settings(base)
-            match = older.get(stable_hash(_without_versions(c.resolved)))
+            match = older.get(stable_hash(_without_versions(prediction_settings(c.resolved))))
             if match is None:
                 continue
             run_dir, is_older = match, True
         summary_file = run_dir / "summary.json"
         row = {"config_name": c.name, "config_hash": run_dir.name, "run_id": None, "older_version": is_older}
+        row["current_scoring_key"] = c.scoring_key
         current = flatten(c.resolved)
         if is_older:  # the settings are the same; the versions are the run's own
             import yaml
 
-            ran = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()))
+            ran_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+            if isinstance(ran_config.get("strategy"), dict):  # a run from before the nested settings
+                ran_config["strategy"] = lift_resolved("strategy", ran_config["strategy"])
+            ran = flatten(ran_config)
             changed = [
                 f"{key} {ran.get(key, '-')}->{value}"
                 for key, value in current.items()
@@ -111,12 +140,43 @@ def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
             ]
             current = {k: ran.get(k) if k.endswith("version") else v for k, v in current.items()}
             row["version_changes"] = ", ".join(changed)
+            # no version changed: the same settings written in an older layout (flat retrieval
+            # settings), so the run is current
+            row["older_version"] = bool(changed)
         row.update(current)
-        summary = json.loads(summary_file.read_text())
+        summary = _read_summary(summary_file)
+        if summary is None:
+            continue
         row.update({k: v for k, v in summary.items() if k not in ("name", "config_hash")})
         rows.append(row)
         dirs.append(run_dir)
     return pd.DataFrame(rows), dirs
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    """A run's summary.json, or None (with a warning) when it is damaged: the report goes on without
+    that configuration, and `ragkit run` rewrites the file from the predictions."""
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s is damaged (%s); left out of the report until `ragkit run` rewrites it", path, exc)
+        return None
+    if not isinstance(summary, dict):
+        log.warning("%s is damaged (not a JSON object); left out of the report", path)
+        return None
+    return summary
+
+
+def _read_scores(path: Path) -> pd.DataFrame | None:
+    """A run's scores.parquet; None when missing, or damaged (with a warning: `ragkit run`
+    rewrites it from the predictions)."""
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file; all mean the same
+        log.warning("%s is damaged (%s); left out until `ragkit run` rewrites it", path, exc)
+        return None
 
 
 def older_versions_note(results: pd.DataFrame, source: str | os.PathLike[str]) -> str:
@@ -132,6 +192,22 @@ def older_versions_note(results: pd.DataFrame, source: str | os.PathLike[str]) -
         f"note: {len(older)} of {len(results)} configurations are from runs of older component"
         f" versions ({'; '.join(changes)}): same settings, code that has changed since."
         f" `ragkit run {source}` re-runs them with the current code."
+    )
+
+
+def stale_scores_note(results: pd.DataFrame, source: str | os.PathLike[str]) -> str:
+    """A note when some configurations were scored by other scoring settings or code than the
+    experiment's current ones (their predictions are current): `ragkit run` re-scores them from
+    the saved predictions without generating anything."""
+    if "current_scoring_key" not in results:
+        return ""
+    scored = results.get("scoring_key", pd.Series([None] * len(results), index=results.index))
+    stale = results[scored.astype(object).ne(results["current_scoring_key"])]
+    if stale.empty:
+        return ""
+    return (
+        f"note: {len(stale)} of {len(results)} configurations were scored by other scoring settings or"
+        f" an older ragkit; `ragkit run {source}` re-scores their saved predictions (no generation)."
     )
 
 
@@ -155,10 +231,30 @@ def _from_mlflow(parent_run_id: str, tracking_uri: str | None = None) -> pd.Data
             "config_hash": run.data.tags.get("ragkit.config_hash"),
             "run_id": run.info.run_id,
         }
-        row.update({k: _number(v) for k, v in run.data.params.items()})
+        row.update(_nested_params({k: _number(v) for k, v in run.data.params.items()}))
         row.update(plain_metrics(run.data.metrics))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _nested_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Dotted params of a run logged before the retrieval settings were nested ("strategy.k",
+    "strategy.retriever.name") under the names they have now ("strategy.retrieval.k", ...)."""
+    from ragkit import registry
+
+    try:
+        cls = registry.get("strategy", str(params.get("strategy.type")))
+    except registry.RegistryError:
+        return params
+    own = registry.params_model(cls).model_fields
+    moved = {}
+    for group_name, group in groups_of(cls).items():
+        fields = registry.params_model(group).model_fields
+        for key in params:
+            head = key.split(".")[1] if key.startswith("strategy.") and key.count(".") >= 1 else ""
+            if head in fields and head not in own:
+                moved[key] = f"strategy.{group_name}.{key.removeprefix('strategy.')}"
+    return {moved.get(k, k): v for k, v in params.items()}
 
 
 def _number(value: str) -> Any:
@@ -185,9 +281,9 @@ def load_scores(source: str | os.PathLike[str], tracking_uri: str | None = None)
         # Names come from the experiment as it is now (naming rules can change after a run).
         names = dict(zip(results["config_hash"], results["config_name"], strict=True)) if dirs else {}
         frames = [
-            pd.read_parquet(d / "scores.parquet").assign(config_name=names[d.name])
+            frame.assign(config_name=names[d.name])
             for d in dirs
-            if (d / "scores.parquet").exists()
+            if (frame := _read_scores(d / "scores.parquet")) is not None
         ]
     else:
         import tempfile
@@ -203,14 +299,17 @@ def load_scores(source: str | os.PathLike[str], tracking_uri: str | None = None)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def format_interval(row: pd.Series, metric: str) -> str:
+def format_interval(
+    row: pd.Series, metric: str, *, bounds: tuple[str, str] = ("_ci_low", "_ci_high"), digits: int = 3
+) -> str:
+    """ "value [low, high]" from ``metric`` and its bound columns (``metric`` + ``bounds``)."""
     value = row.get(metric)
     if value is None or pd.isna(value):
         return "-"
-    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    low, high = row.get(f"{metric}{bounds[0]}"), row.get(f"{metric}{bounds[1]}")
     if low is None or pd.isna(low):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits - 1}f}, {high:.{digits - 1}f}]"
 
 
 def _has(results: pd.DataFrame, column: str) -> bool:
@@ -231,24 +330,40 @@ def truncation_cell(row: pd.Series) -> str:
 def display_table(results: pd.DataFrame) -> pd.DataFrame:
     """The table ``ragkit run`` ends with: configuration, the headline accuracy metrics and F1 with
     95% intervals (EM for short answers), the answer-in-context proxy, how many questions were
-    truncated and the share of tokens dropped, mean effective context tokens, seconds per question."""
+    truncated and the share of tokens dropped, generator calls per question (when a configuration
+    makes more than one), mean effective context tokens, prefill tokens computed (after prefix
+    reuse), seconds and dollars per question."""
     headlines = headline_metrics(results)
+    # Cost columns shown only where they say something: prefill computed when some configuration
+    # reused a shared prefix, dollars when the generator has prices.
+    reuse = _differs(results, "prefill_tokens_computed", "effective_context_tokens")
+    priced = "dollars" in results and bool((results["dollars"].fillna(0) > 0).any())
+    several_calls = _has(results, "calls") and bool((results["calls"] > 1).any())
     rows = []
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
         out |= {f"{label(m)} [95% CI]": format_interval(row, m) for m in headlines}
-        out["F1 [95% CI]"] = format_interval(row, "f1")
+        out[f"{label('f1')} [95% CI]"] = format_interval(row, "f1")  # the official HotpotQA F1: f1_hotpotqa
         if "contains_answer" in headlines:
             out["EM"] = f"{row.get('em', float('nan')):.3f}"
         if _has(results, "answer_in_context"):
             out[f"{label('answer_in_context')} [95% CI]"] = format_interval(row, "answer_in_context")
         if _has(results, "truncated"):
             out["truncated"] = truncation_cell(row)
+        if several_calls:
+            out["calls"] = f"{row.get('calls', float('nan')):.1f}"
         out |= {
-            "eff. ctx tokens": f"{row.get('effective_context_tokens', float('nan')):.0f}",
-            "s/question": f"{row.get('seconds_per_question', float('nan')):.2f}",
-            "n": int(row.get("n_questions", 0) or 0),
+            f"{label(m)} [95% CI]": format_interval(row, m)
+            for m in CITATION_COLUMNS
+            if _has(results, m) and m not in headlines
         }
+        out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
+        if reuse:
+            out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"
+        out["s/question"] = f"{row.get('seconds_per_question', float('nan')):.2f}"
+        if priced:
+            out["$/question"] = format_dollars(row.get("dollars"))
+        out["n"] = int(row.get("n_questions", 0) or 0)
         rows.append(out)
     return pd.DataFrame(rows)
 
@@ -260,12 +375,38 @@ def lead_note(results: pd.DataFrame) -> str:
     return f"leading metric: {label(metric)}" + (f" ({why})" if why else "")
 
 
-def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_answer") -> pd.DataFrame:
-    """Every configuration minus ``baseline`` on the questions both answered, with a 95% paired
-    bootstrap interval: the comparison to read when the per-configuration intervals overlap (the
-    same questions make the paired interval much narrower). ``baseline`` is a configuration name
-    or a prefix of its config hash."""
-    from ragkit.metrics import paired_difference
+def format_dollars(value: Any) -> str:
+    """Dollars with three significant digits: a question costs fractions of a cent."""
+    if value is None or pd.isna(value):
+        return "-"
+    return f"{value:.3g}" if value else "0"
+
+
+def _differs(results: pd.DataFrame, column: str, than: str) -> bool:
+    """Whether ``column`` is present and differs from ``than`` anywhere (a column worth showing)."""
+    if column not in results or than not in results:
+        return False
+    a, b = results[column].astype(float), results[than].astype(float)
+    return bool(((a - b).abs() > 0.5).any())
+
+
+def paired_against(
+    scores: pd.DataFrame,
+    baseline: str,
+    metric: str = "contains_answer",
+    *,
+    correction: str = "holm",
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Every configuration minus ``baseline`` on the questions both answered: the mean difference
+    with its 95% paired bootstrap interval, and the test that decides, corrected for the number of
+    comparisons in the table (``correction``: holm, bonferroni, bh or none). 0/1 metrics are
+    tested with the exact McNemar test on the discordant questions (with few of them the bootstrap
+    interval can exclude 0 while McNemar cannot reject: 4-0 of 50 is p = 0.125), graded ones with a
+    paired sign-flip permutation test. ``baseline`` is a configuration name or a prefix of its
+    config hash. The frame's ``attrs`` hold the number of comparisons and the correction."""
+    from ragkit.stats import adjust_pvalues, bootstrap_interval, paired_test, paired_values
 
     names = scores["config_name"].astype(str)
     chosen = scores[(names == baseline) | scores["config_hash"].astype(str).str.startswith(baseline)]
@@ -275,29 +416,68 @@ def paired_against(scores: pd.DataFrame, baseline: str, metric: str = "contains_
     if chosen["config_hash"].nunique() > 1:
         raise KeyError(f"{baseline!r} matches several configurations: give more of the config hash")
     base_hash = chosen["config_hash"].iloc[0]
-    rows = []
+    rows, pvalues = [], []
     for (config_hash, name), frame in scores.groupby(["config_hash", "config_name"], sort=False):
         if config_hash == base_hash:
             continue
-        diff, low, high = paired_difference(frame, chosen, metric)
-        shared = frame["example_id"].isin(chosen["example_id"]).sum()
+        x, y = paired_values(frame, chosen, metric)
+        low, high = bootstrap_interval(x - y, seed=seed)
+        test = paired_test(x, y, seed=seed)
+        pvalues.append(test["p"])
+        discordant = test["discordant"]
         rows.append(
             {
                 "configuration": name,
-                f"{metric} - baseline": round(diff, 3),
-                "95% CI": f"[{low:.3f}, {high:.3f}]",
-                "n (shared)": int(shared),
-                "reading": "differs" if low > 0 or high < 0 else "not distinguishable",
+                f"{metric} - baseline": round(float((x - y).mean()), 3),
+                "95% CI (bootstrap)": f"[{low:.3f}, {high:.3f}]",
+                "n (shared)": len(x),
+                "discordant +/-": f"{discordant[0]}/{discordant[1]}" if discordant else "-",
+                "test": test["test"],
+                "p": test["p"],
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    label = "p (uncorrected)" if correction == "none" else f"p ({correction})"
+    if not table.empty:
+        adjusted = adjust_pvalues(np.array(pvalues), correction)
+        table["p"] = [_p(v) for v in pvalues]
+        if correction != "none":
+            table[label] = [_p(v) for v in adjusted]
+        table["reading"] = [
+            f"differs ({t.split()[0]}{'' if correction == 'none' else ', ' + correction})"
+            if v < alpha
+            else "not distinguishable"
+            for v, t in zip(adjusted, table["test"], strict=True)
+        ]
+    table.attrs.update({"comparisons": len(rows), "correction": correction, "alpha": alpha})
+    return table
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def comparisons_note(table: pd.DataFrame) -> str:
+    """The line under a paired table: how many comparisons, how they were corrected, which test."""
+    m, correction = table.attrs.get("comparisons", len(table)), table.attrs.get("correction", "none")
+    how = {
+        "holm": "Holm-adjusted p-values (family-wise error rate at 5%)",
+        "bonferroni": "Bonferroni-adjusted p-values (family-wise error rate at 5%)",
+        "bh": "Benjamini-Hochberg-adjusted p-values (false discovery rate at 5%)",
+        "none": "uncorrected p-values: with several comparisons, a false 'differs' is likely",
+    }[correction]
+    return (
+        f"{m} comparisons against the baseline; {how}. 'differs' is decided by the test named (exact"
+        " McNemar on the discordant questions for 0/1 metrics, sign-flip permutation for graded ones);"
+        " the bootstrap interval shows the size of the difference, uncorrected."
+    )
 
 
 def other_runs_hint(path: str | os.PathLike[str]) -> str:
     """Why a YAML found no finished configurations, when older ones exist: its configurations hash
     differently now (edited settings, or a component version bumped by a ragkit upgrade). Names the
     folder and the MLflow parent runs that still hold them, which ``ragkit report RUN_ID`` reads."""
-    experiment = load_experiment(path)
+    experiment = load_experiment(path, allow_code=True)  # read only
     base = Path(experiment.spec.output_dir) / experiment.name
     current = {c.hash for c in experiment.configurations}
     older = [f.parent.name for f in base.glob("*/summary.json") if f.parent.name not in current]

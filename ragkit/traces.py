@@ -6,9 +6,11 @@ trace with MLflow's low-level tracing client, which takes explicit start and end
 span ids (``MlflowClient.start_trace`` / ``start_span`` / ``end_span`` / ``end_trace``):
 
     <configuration name>            CHAIN       question -> answer, linked to the child run
-      retrieve                      RETRIEVER   query, k -> chunk ids and scores
-      rerank / prune                RERANKER / PARSER (when the strategy used them)
+      retrieve / rerank / prune ... RETRIEVER / RERANKER / PARSER: each stage the strategy ran
+                                    (Provenance.stages) -> chunk ids and scores, tokens, seconds
+      pack context                  PARSER      the context the answering prompt showed
       generate [i]                  CHAT_MODEL  prompt messages -> output, token usage, seconds
+                                    (Provenance.calls: every generator call, its role)
       score                         EVALUATOR   answer, references -> the question's metrics
 
 Span durations are the measured seconds the prediction carries (a cached generation keeps the
@@ -27,7 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ragkit.types import Example, Prediction
+from ragkit.types import Call, Example, Prediction, Provenance
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,6 @@ def _ns(seconds: float) -> int:
     return max(1_000, int(seconds * 1e9)) if seconds == seconds else 1_000  # at least 1 µs
 
 
-def _hits(pairs: Any) -> list[dict[str, Any]]:
-    return [{"chunk_id": str(p[0]), "score": p[1]} for p in pairs or [] if isinstance(p, list | tuple)]
-
-
 class _Builder:
     """Lays one question's spans end to end under its root span."""
 
@@ -139,77 +137,70 @@ class _Builder:
             self.clock += 1_000
             self.client.end_span(self.trace_id, span.span_id, end_time_ns=self.clock)
 
-    def stages(self, question: str, provenance: dict[str, Any]) -> None:
-        """Spans for what one strategy recorded, in the order the stages ran."""
-        if "retrieved" in provenance:
-            hits = _hits(provenance["retrieved"])
+    def stages(self, question: str, provenance: Provenance) -> None:
+        """Spans for what one strategy recorded: its stages in the order they ran, the context it
+        packed, then its generator calls."""
+        self.stage_spans(question, provenance)
+        self.pack(provenance)
+        for index, call in enumerate(provenance.calls):
+            self.call(index, call)
+
+    def stage_spans(self, question: str, provenance: Provenance) -> None:
+        for stage in provenance.stages:
+            outputs: Any = [
+                {"chunk_id": i, "score": s} for i, s in zip(stage.ids, stage.scores, strict=False)
+            ]
+            if stage.name == "prune":
+                outputs = {"kept": outputs, **_pruning(provenance.measures)}
             self.span(
-                "retrieve",
-                "RETRIEVER",
-                float(provenance.get("retrieval_seconds") or 0.0),
-                {"query": question, "k": len(hits)},
-                hits,
+                stage.name,
+                STAGE_KINDS.get(stage.name, "PARSER"),
+                stage.seconds,
+                {"query": question, "tokens_read": stage.tokens},
+                outputs,
             )
-        if "reranked" in provenance:
-            self.span(
-                "rerank",
-                "RERANKER",
-                float(provenance.get("rerank_seconds") or 0.0),
-                {"query": question},
-                _hits(provenance["reranked"]),
-            )
-        if "tokens_before_pruning" in provenance:
-            self.span(
-                "prune",
-                "PARSER",
-                float(provenance.get("prune_seconds") or 0.0),
-                {"tokens": provenance.get("tokens_before_pruning")},
-                {
-                    "tokens": provenance.get("tokens_after_pruning"),
-                    "compression": provenance.get("compression"),
-                    "evidence_after_pruning": provenance.get("evidence_after_pruning"),
-                },
-            )
-        if "context_ids" in provenance or "context_tokens" in provenance:
+
+    def pack(self, context: Provenance | dict[str, Any]) -> None:
+        """The context the answering prompt showed (a provenance, or a step's summary of one)."""
+        fields = context.to_dict() if isinstance(context, Provenance) else context
+        if fields.get("context_ids") or fields.get("context_tokens") is not None:
             self.span(
                 "pack context",
                 "PARSER",
                 0.0,
-                {"budget_tokens": provenance.get("budget")},
+                {},
                 {
-                    key: provenance[key]
+                    key: fields.get(key)
                     for key in ("context_ids", "context_tokens", "dropped_tokens", "gold_survived")
-                    if key in provenance
                 },
             )
-        for step, (sub, ids) in enumerate(
-            zip(provenance.get("sub_queries", []), provenance.get("step_retrieved", []), strict=False)
-        ):
-            self.span(f"retrieve (step {step + 1})", "RETRIEVER", 0.0, {"query": sub}, ids)
-        for index, call in enumerate(provenance.get("generator_calls", [])):
-            self.call(index, call)
 
-    def call(self, index: int, call: dict[str, Any]) -> None:
-        usage = {
-            "input_tokens": int(call.get("input_tokens", 0)),
-            "output_tokens": int(call.get("output_tokens", 0)),
-        }
+    def call(self, index: int, call: Call) -> None:
+        usage = {"input_tokens": call.input_tokens, "output_tokens": call.output_tokens}
         usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
-        seconds = float(call.get("prefill_seconds", 0.0)) + float(call.get("decode_seconds", 0.0))
         self.span(
             f"generate [{index + 1}]",
             "CHAT_MODEL",
-            seconds,
-            {"messages": call.get("messages", [])},
-            {"role": "assistant", "content": call.get("output", "")},
+            call.seconds,
+            {"messages": call.messages},
+            {"role": "assistant", "content": call.output},
             {
                 "mlflow.chat.tokenUsage": usage,
-                "prefill_seconds": call.get("prefill_seconds", 0.0),
-                "decode_seconds": call.get("decode_seconds", 0.0),
-                "truncated_tokens": call.get("truncated_tokens", 0),
-                "cached": bool(call.get("cached", False)),
+                "role": call.role,
+                "prefill_seconds": call.prefill_seconds,
+                "decode_seconds": call.decode_seconds,
+                "truncated_tokens": call.truncated_tokens,
+                "cached": call.cached,
             },
         )
+
+
+STAGE_KINDS = {"retrieve": "RETRIEVER", "rerank": "RERANKER", "search": "RETRIEVER"}
+
+
+def _pruning(measures: dict[str, Any]) -> dict[str, Any]:
+    names = ("tokens_before_pruning", "tokens_after_pruning", "compression", "evidence_after_pruning")
+    return {name: measures[name] for name in names if name in measures}
 
 
 def _value(value: Any) -> Any:
@@ -262,30 +253,36 @@ def log_traces(
             )
             builder = _Builder(client, root.trace_id, root.span_id, start)
             provenance = prediction.provenance
-            if isinstance(
-                provenance.get("rag"), dict
-            ):  # Self-Route: the RAG attempt, then maybe full context
-                with builder.group("rag", {"routed": bool(provenance.get("routed"))}):
-                    builder.stages(example.question, provenance["rag"])
-                if isinstance(provenance.get("full_context"), dict):
-                    with builder.group("full_context", {}):
-                        builder.stages(example.question, provenance["full_context"])
+            # A strategy that ran others as steps (Self-Route: RAG, then maybe full context) records
+            # their calls under "step.role": one group span per step, in the order they ran.
+            steps = list(dict.fromkeys(c.role.split(".", 1)[0] for c in provenance.calls if "." in c.role))
+            if steps:
+                for i, step in enumerate(steps):
+                    summary = provenance.details.get(step, {})
+                    attributes = {"routed": provenance.measures.get("routed")} if i == 0 else {}
+                    with builder.group(step, {k: v for k, v in attributes.items() if v is not None}):
+                        if i == 0:  # the stages belong to the first step (its retrieval)
+                            builder.stage_spans(example.question, provenance)
+                        if isinstance(summary, dict):
+                            builder.pack(summary)
+                        own = [c for c in provenance.calls if c.role.startswith(f"{step}.")]
+                        for index, call in enumerate(own):
+                            builder.call(index, call)
             else:
                 builder.stages(example.question, provenance)
-            if not any(
-                isinstance(p, dict) and p.get("generator_calls")
-                for p in (provenance, provenance.get("rag"), provenance.get("full_context"))
-            ):
+            if not provenance.calls:
                 # predictions from before calls were recorded: one span with the totals
                 builder.call(
                     0,
-                    {
-                        "output": provenance.get("raw_answer", prediction.answer),
-                        "input_tokens": prediction.cost.input_tokens,
-                        "output_tokens": prediction.cost.output_tokens,
-                        "prefill_seconds": prediction.cost.prefill_seconds,
-                        "decode_seconds": prediction.cost.decode_seconds,
-                    },
+                    Call(
+                        role="answer",
+                        input_tokens=prediction.cost.input_tokens,
+                        output_tokens=prediction.cost.output_tokens,
+                        seconds=prediction.cost.prefill_seconds + prediction.cost.decode_seconds,
+                        prefill_seconds=prediction.cost.prefill_seconds,
+                        decode_seconds=prediction.cost.decode_seconds,
+                        output=provenance.raw_answer or prediction.answer,
+                    ),
                 )
             metrics = {name: _value(row[name]) for name in SCORES if name in row}
             builder.span(

@@ -12,6 +12,7 @@ import datetime as dt
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ragkit.security import redact
 from ragkit.types import stable_hash
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -96,8 +98,27 @@ def git_commit(path: str | os.PathLike[str] = ".") -> str | None:
 
 
 def _param(value: Any) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else str(redact(value))
     return text if len(text) <= PARAM_LIMIT else text[: PARAM_LIMIT - 20] + f"...[{len(text)} chars]"
+
+
+_NAME_UNSAFE = re.compile(r"[^\w./ -]")  # MLflow names: alphanumerics, _ - . / and spaces
+NAME_LIMIT = 250
+
+
+def mlflow_names(keys: Iterable[str]) -> dict[str, str]:
+    """A valid, distinct MLflow param/metric name for each key. A YAML dict key such as ``^who``
+    (a scripted generator's script) used to make MLflow reject the whole batch after the first
+    configuration had run."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for key in keys:
+        name = _NAME_UNSAFE.sub("_", str(key))[:NAME_LIMIT] or "_"
+        if name != key and name in used:
+            name = f"{name[: NAME_LIMIT - 9]}_{stable_hash(key)[:8]}"
+        used.add(name)
+        out[key] = name
+    return out
 
 
 class Tracker:
@@ -144,16 +165,50 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         return run.info.run_id
 
-    def logged_children(self) -> dict[str, tuple[str, str]]:
-        """(config_hash:questions_hash) -> (run id, run name) of finished child runs."""
-        runs = self.client.search_runs(
+    def _children(self) -> list[Any]:
+        return self.client.search_runs(
             [self.experiment_id],
-            filter_string=(
-                f"tags.`mlflow.parentRunId` = '{self.parent_id}' and attributes.status = 'FINISHED'"
-            ),
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
             max_results=5000,
         )
-        return {r.data.tags.get("ragkit.child_key", ""): (r.info.run_id, r.info.run_name) for r in runs}
+
+    def logged_children(self) -> dict[str, tuple[str, str, str]]:
+        """(config_hash:questions_hash) -> (run id, run name, scoring key) of finished child runs.
+        Unfinished ones (a kill between creating a child and finishing it) are remembered in
+        ``orphans_`` and reused by :meth:`log_configuration`, so each configuration ends with
+        exactly one child."""
+        finished: dict[str, tuple[str, str, str]] = {}
+        self.orphans_: dict[str, list[str]] = {}
+        for run in self._children():
+            key = run.data.tags.get("ragkit.child_key", "")
+            if not key:
+                continue
+            if run.info.status == "FINISHED":
+                scoring_key = run.data.tags.get("ragkit.scoring_key", "")
+                finished[key] = (run.info.run_id, run.info.run_name, scoring_key)
+            else:
+                self.orphans_.setdefault(key, []).append(run.info.run_id)
+        for key in [k for k in self.orphans_ if k in finished]:  # finished after all: drop the rest
+            for run_id in self.orphans_.pop(key):
+                self.client.delete_run(run_id)
+        return finished
+
+    def update_scores(
+        self, run_id: str, *, metrics: dict[str, float], scoring_key: str, artifacts: Iterable[Path]
+    ) -> None:
+        """New scores of the same predictions (another judge, fixed scoring code): logged on the
+        configuration's existing run (a metric's latest value is the current one), with the new
+        scoring key and score files, so one configuration keeps one run."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 1) for k, v in metrics.items() if v is not None and v == v],
+            tags=[RunTag("ragkit.scoring_key", scoring_key)],
+        )
+        for path in artifacts:
+            self.client.log_artifact(run_id, str(path))
 
     def rename(self, run_id: str, name: str) -> None:
         """A configuration's name follows the experiment (e.g. after an arm was added beside it)."""
@@ -188,30 +243,59 @@ class Tracker:
             **environment_tags(),
             **tags,
         }
-        run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={"mlflow.parentRunId": self.parent_id}
-        )
+        # the key goes on at creation, so a kill right after leaves an orphan that resume can find
+        identity = {k: all_tags[k] for k in ("mlflow.parentRunId", "ragkit.role", "ragkit.child_key")}
+        run_id = self._adopt_orphan(child_key, params)
+        if run_id is None:
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=identity).info.run_id
+        existing = self.client.get_run(run_id).data.params
+        names = mlflow_names(params)
+        # chart-view sections first (accuracy/..., cost/...), then what MLflow accepts in a name
+        charted = {k: chart_name(k) for k in metrics}
+        safe = mlflow_names(charted.values())
+        metric_names = {k: safe[c] for k, c in charted.items()}
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            run.info.run_id,
-            metrics=[
-                Metric(chart_name(k), float(v), now, 0)
-                for k, v in metrics.items()
-                if v is not None and v == v
-            ],
-            params=[Param(k, _param(v)) for k, v in params.items()],
-            tags=[RunTag(k, _param(v)) for k, v in all_tags.items()],
-        )
-        for path in artifacts:
-            self.client.log_artifact(run.info.run_id, str(path))
-        self.client.set_terminated(run.info.run_id, "FINISHED")
-        return run.info.run_id
+        try:
+            self.client.log_batch(
+                run_id,
+                metrics=[
+                    Metric(key, float(metrics[k]), now, 0)
+                    for k, key in metric_names.items()
+                    if metrics[k] is not None and metrics[k] == metrics[k]
+                ],
+                params=[Param(names[k], _param(v)) for k, v in params.items() if names[k] not in existing],
+                tags=[RunTag(k, _param(v)) for k, v in {"mlflow.runName": name, **all_tags}.items()],
+            )
+            for path in artifacts:
+                self.client.log_artifact(run_id, str(path))
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")  # the next resume reuses it
+            raise
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def _adopt_orphan(self, child_key: str, params: dict[str, Any]) -> str | None:
+        """An unfinished child of this configuration to log into (its params, if any were logged,
+        match: the child key includes the config hash); extra orphans are deleted."""
+        orphans = getattr(self, "orphans_", {}).pop(child_key, [])
+        for extra in orphans[1:]:
+            self.client.delete_run(extra)
+        if not orphans:
+            return None
+        names = mlflow_names(params)
+        logged = self.client.get_run(orphans[0]).data.params
+        if any(logged.get(names[k], _param(v)) != _param(v) for k, v in params.items()):
+            self.client.delete_run(orphans[0])  # not the same settings after all: start clean
+            return None
+        self.client.update_run(orphans[0], status="RUNNING")
+        return orphans[0]
 
     def log_parent(self, *, params: dict[str, Any], artifacts: Iterable[Path], texts: dict[str, str]) -> None:
         from mlflow.entities import Param
 
         current = self.client.get_run(self.parent_id).data.params
-        fresh = [Param(k, _param(v)) for k, v in params.items() if k not in current]
+        names = mlflow_names(params)
+        fresh = [Param(names[k], _param(v)) for k, v in params.items() if names[k] not in current]
         if fresh:
             self.client.log_batch(self.parent_id, params=fresh)
         for path in artifacts:

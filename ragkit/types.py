@@ -104,12 +104,35 @@ class Context:
 
 @dataclass
 class AuxUse:
-    """What an auxiliary model (reranker, pruner) read for one query in one call, and how long it
-    took. Cached scores carry the cost of their original computation, so a configuration's cost does
+    """What an auxiliary stage (retriever, reranker, pruner) spent on one query in one call,
+    returned by the call itself: tokens its own models read, seconds, and any generator calls it
+    made (a listwise LLM reranker), which are charged to the question like the strategy's own.
+    Cached results carry the cost of their original computation, so a configuration's cost does
     not depend on what ran before it."""
 
     tokens: int = 0
     seconds: float = 0.0
+    generations: list[Any] = field(default_factory=list)  # ragkit.generators.base.Generation
+    requests: list[Any] = field(default_factory=list)  # ... and the GenerationRequest of each
+
+
+class Batch(list):  # type: ignore[type-arg]
+    """The per-query results of one stage call (a ``list`` of them, so callers that only want the
+    results index it as before) with ``use``: what the call cost per query (:class:`AuxUse`).
+    Retrievers, rerankers and pruners return one; :func:`uses` reads it back."""
+
+    def __init__(self, results: Sequence[Any] = (), use: Sequence[AuxUse] | None = None) -> None:
+        super().__init__(results)
+        self.use: list[AuxUse] = list(use) if use is not None else [AuxUse() for _ in self]
+        if len(self.use) != len(self):
+            raise ValueError(f"{len(self.use)} uses for {len(self)} results")
+
+
+def uses(results: Sequence[Any]) -> list[AuxUse]:
+    """Per-query cost of a stage call's results: its :class:`Batch` ``use``, or zeros for a plain
+    list (a component that runs no model)."""
+    use = getattr(results, "use", None)
+    return list(use) if use is not None else [AuxUse() for _ in results]
 
 
 def split_evenly(total: int, n: int) -> list[int]:
@@ -122,11 +145,16 @@ def split_evenly(total: int, n: int) -> list[int]:
 @dataclass
 class Cost:
     """What answering one question cost. ``input_tokens`` summed over all generator calls is the
-    *effective context length*, the budget axis of "Inference Scaling for Long-Context RAG"."""
+    *effective context length*, the budget axis of "Inference Scaling for Long-Context RAG".
+    ``prefill_tokens_computed`` is what the engine really ran through the model: fewer when a
+    prefix shared with other questions (the same documents) was computed once and reused. It is a
+    cost column beside the budget axis, never the axis itself: the paper's budget counts what the
+    model reads, and a question's reuse depends on which other questions ran with it."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0
+    prefill_tokens_computed: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     aux_tokens: int = 0  # tokens read by auxiliary models: embedder, reranker, pruner, judge
@@ -154,7 +182,92 @@ class Cost:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cost:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        # Records written before prefix reuse existed computed every input token.
+        values.setdefault("prefill_tokens_computed", values.get("input_tokens", 0))
+        return cls(**values)
+
+
+@dataclass
+class Call:
+    """One generator call made for a question: what it read and wrote, and in which role."""
+
+    role: str  # "answer", "step", "worker", "manager", "extract", "rerank", ...
+    input_tokens: int
+    output_tokens: int
+    seconds: float = 0.0  # prefill and decode
+    cached: bool = False
+    truncated_tokens: int = 0  # prompt tokens the generator itself had to cut
+    output: str = ""
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    messages: list[dict[str, str]] = field(default_factory=list)  # the prompt, long contents clipped
+
+
+@dataclass
+class Stage:
+    """One auxiliary stage's work for a question (retrieve, rerank, prune, or a strategy's own):
+    the chunk ids it passed on, best first, with their scores, and what its models read."""
+
+    name: str
+    ids: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+_PROVENANCE_SCALARS = ("raw_answer", "context_ids", "context_tokens", "dropped_tokens", "gold_survived")
+
+
+@dataclass
+class Provenance:
+    """What a strategy did for one question. The typed fields are what every strategy fills and
+    what metrics, reports and traces read; ``measures`` are a strategy's own per-question numbers
+    (pruning compression, IterDRAG's rounds, whether Self-Route routed), which become score columns
+    and configuration means; ``details`` holds the rest of its record (demonstration ids,
+    sub-queries, nested steps) as JSON."""
+
+    raw_answer: str = ""
+    context_ids: list[str] = field(default_factory=list)  # the chunks the answering prompt showed
+    context_tokens: int | None = None  # tokens of that context (None: not measured)
+    dropped_tokens: int = 0  # tokens cut to fit a budget or window; recorded, never silent
+    gold_survived: bool | None = None  # every gold evidence text still in the context shown
+    evidence_recall: float | None = None  # share of gold evidence in what the strategy selected
+    stages: list[Stage] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    measures: dict[str, float | int | bool | None] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cached(self) -> bool:
+        """Whether every generator call was a cache hit (False when none was made)."""
+        return bool(self.calls) and all(c.cached for c in self.calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        """Typed provenance, or the string-keyed dict of runs written before it was typed (the five
+        keys every strategy wrote become fields, numbers become measures, the rest details)."""
+        if "stages" in data or "calls" in data or "measures" in data:
+            return cls(
+                **{k: data[k] for k in (*_PROVENANCE_SCALARS, "evidence_recall") if k in data},
+                stages=[Stage(**s) for s in data.get("stages", [])],
+                calls=[Call(**c) for c in data.get("calls", [])],
+                measures=dict(data.get("measures", {})),
+                details=dict(data.get("details", {})),
+            )
+        old = dict(data)
+        out = cls(**{k: old.pop(k) for k in _PROVENANCE_SCALARS if k in old and old[k] is not None})
+        out.evidence_recall = old.pop("evidence_recall", None)
+        old.pop("cached", None)
+        for key, value in old.items():
+            if isinstance(value, bool | int | float):
+                out.measures[key] = float(value)
+            else:
+                out.details[key] = value
+        return out
 
 
 @dataclass
@@ -164,14 +277,14 @@ class Prediction:
     example_id: str
     answer: str
     cost: Cost = field(default_factory=Cost)
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "example_id": self.example_id,
             "answer": self.answer,
             "cost": self.cost.to_dict(),
-            "provenance": self.provenance,
+            "provenance": self.provenance.to_dict(),
         }
 
     @classmethod
@@ -180,5 +293,5 @@ class Prediction:
             example_id=data["example_id"],
             answer=data["answer"],
             cost=Cost.from_dict(data.get("cost", {})),
-            provenance=data.get("provenance", {}),
+            provenance=Provenance.from_dict(data.get("provenance") or {}),
         )

@@ -4,11 +4,13 @@ A plan is a list of units, in the order a single process should run them:
 
 - one **retrieval unit** per retriever a sweep shares (per dataset and chunking), first: it
   retrieves every question that still needs an answer at the deepest k any configuration asks
-  of that retriever, batch by batch like the first configuration using it, so the k-sweep reads
-  one retrieval per question and a shared corpus is embedded once;
+  of that retriever (the settings :meth:`~ragkit.strategies.base.Strategy.retrievers` returns),
+  batch by batch like the first configuration using it, so the k-sweep reads one retrieval per
+  question and a shared corpus is embedded once;
 - **generation units**: a configuration x a batch of its unanswered questions, the batches of
-  the resume checkpoints (``checkpoint_every``). A generation unit lists the retrieval units it
-  reads in ``after``.
+  the resume checkpoints (``checkpoint_every``), questions over the same documents next to each
+  other (``documents_together``). A generation unit lists the retrieval units it reads in
+  ``after``.
 
 A unit is plain data (resolved settings, question ids, the cache root): it pickles to another
 process or machine, where a :class:`ragkit.worker.Worker` builds the components and runs it.
@@ -20,7 +22,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ragkit.retrievers.base import Retriever
 from ragkit.types import Prediction, stable_hash
 
 
@@ -36,7 +37,7 @@ class Unit:
     depths: dict[str, int]  # retriever spec hash -> the depth shared by the whole sweep
     batches: tuple[tuple[str, ...], ...]  # question ids; a generate unit has one batch
     cache_root: str
-    retriever: str | None = None  # retrieve: which of the strategy's retrievers (spec hash)
+    retriever: str | None = None  # retrieve: the shared retriever's spec hash
     batch: int = 0  # generate: position among its configuration's units
     after: tuple[str, ...] = ()  # keys of the retrieval units it reads
 
@@ -70,30 +71,41 @@ def checkpoint_every(batch_size: int, generator: Any) -> int:
     return min(size, own) if isinstance(own, int) and own >= 1 else size
 
 
-def retriever_attributes(strategy: Any) -> list[tuple[str, Retriever]]:
-    return [
-        (name, value)
-        for name, value in vars(strategy).items()
-        if isinstance(value, Retriever) and not name.endswith("_")
-    ]
+def documents_together(examples: Sequence[Any]) -> list[Any]:
+    """``examples`` with those over the same documents next to each other (in order of first
+    appearance; results keep the dataset's order). A document's questions then reach the generator
+    together, in one call or consecutive ones, so an engine computes their shared prompt prefix
+    (system text and documents, before the question) once. Questions without their own documents
+    (a shared corpus) keep their order."""
+    groups: dict[Any, list[Any]] = {}
+    for i, example in enumerate(examples):
+        key = tuple(d.id for d in example.documents) or ("#", i)
+        groups.setdefault(key, []).append(example)
+    return [e for group in groups.values() for e in group]
 
 
-def strategy_retrievers(strategy: Any) -> list[Retriever]:
-    """The retrievers a strategy holds (its public attributes that are retrievers)."""
-    return [value for _, value in retriever_attributes(strategy)]
+def retrieval_key(setting: Any) -> str:
+    """Which shared retrieval cache a retrieval setting reads: its retriever's spec (a wrapped
+    retriever has its inner one's)."""
+    return stable_hash(setting.retriever.spec())
 
 
 def retrieval_depths(strategies: Iterable[Any]) -> dict[str, int]:
-    """Retriever spec hash -> the deepest k any strategy asks of it."""
+    """Retriever spec hash -> the deepest ``depth()`` any strategy's retrieval setting asks of it
+    (:meth:`ragkit.strategies.base.Strategy.retrievers`)."""
     depth: dict[str, int] = {}
     for strategy in strategies:
-        wanted = (
-            strategy.retrieval_depth() if hasattr(strategy, "retrieval_depth") else getattr(strategy, "k", 0)
-        )
-        for retriever in strategy_retrievers(strategy):
-            key = stable_hash(retriever.spec())
-            depth[key] = max(depth.get(key, 0), int(wanted or 0))
+        for setting in strategy.retrievers():
+            key = retrieval_key(setting)
+            depth[key] = max(depth.get(key, 0), setting.depth())
     return depth
+
+
+def retrieval_unit_key(setting: Any, dataset: str) -> str:
+    """The retrieval unit that fills a setting's shared cache for a dataset: a retriever's results
+    depend on the corpus it searches, the dataset and the chunking."""
+    chunker = setting.chunker.spec() if setting.chunker is not None else None
+    return "retrieve:" + stable_hash([retrieval_key(setting), dataset, chunker])
 
 
 def _chunks(ids: Sequence[str], size: int) -> list[tuple[str, ...]]:
@@ -110,8 +122,9 @@ def plan_units(
     batch_size: int,
     cache_root: str,
 ) -> list[Unit]:
-    """The units answering ``todo`` (configuration index -> unanswered question ids, in dataset
-    order): retrieval units first, then each configuration's batches in order."""
+    """The units answering ``todo`` (configuration index -> unanswered question ids, in the order
+    they are answered: :func:`documents_together`): retrieval units first, then each
+    configuration's batches in order."""
     retrievals: dict[str, dict[str, Any]] = {}
     generation: list[Unit] = []
     for index in sorted(todo):
@@ -123,13 +136,14 @@ def plan_units(
         dataset = stable_hash(resolved["dataset"])
         generator = generators[stable_hash(resolved["generator"])]
         size = checkpoint_every(batch_size, generator)
-        strategy = strategies[index]
-        chunker = getattr(strategy, "chunker", None)
         after = []
-        for retriever in strategy_retrievers(strategy):
-            spec = stable_hash(retriever.spec())
-            # A retriever's results depend on the corpus it searches: the dataset and the chunking.
-            key = "retrieve:" + stable_hash([spec, dataset, chunker.spec() if chunker is not None else None])
+        for setting in strategies[index].retrievers():
+            spec = retrieval_key(setting)
+            if not depths.get(spec):
+                continue  # closed book everywhere (k = 0): nothing to share
+            key = retrieval_unit_key(setting, dataset)
+            if key in after:
+                continue
             group = retrievals.setdefault(
                 key,
                 {"index": index, "hash": configuration.hash, "size": size, "spec": spec, "ids": {}},

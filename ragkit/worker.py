@@ -19,52 +19,67 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ragkit.budget import BudgetError
 from ragkit.cache import Cache
 from ragkit.cached import CachedGenerator, CachedRetriever
 from ragkit.component import bind_cache
 from ragkit.config import build_component
 from ragkit.types import stable_hash
-from ragkit.units import Unit, UnitResult, retriever_attributes, strategy_retrievers
+from ragkit.units import Unit, UnitResult, retrieval_key, retrieval_unit_key
 
 Progress = Callable[[int], None]  # questions of the running unit answered so far
 
 
-def _corpus_builder(strategy: Any) -> Any:
-    """The strategy's own corpus builder (its chunked shared corpus is then built once), else one
-    with its chunker."""
-    from ragkit.strategies.context import CorpusBuilder
+class UnitBudgetError(BudgetError):
+    """A configuration's budget (or window) cannot hold a question's prompt: the unit's
+    configuration travels with the error, so the driver names the field, wherever the unit ran.
+    Its arguments are its state, so it pickles back from another process."""
 
-    own = getattr(strategy, "_corpora", None)
-    return own if isinstance(own, CorpusBuilder) else CorpusBuilder(getattr(strategy, "chunker", None))
+    def __init__(self, config_index: int, message: str) -> None:
+        super().__init__(config_index, message)
+        self.config_index = config_index
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def build_generator(resolved: dict[str, Any], cache: Cache) -> CachedGenerator:
+    """A generator from its resolved settings, handed ``cache`` and wrapped in the generation
+    cache (no weights load)."""
+    inner = build_component("generator", resolved)
+    bind_cache(inner, cache)
+    return CachedGenerator(inner, cache)
 
 
 class Worker:
     """Builds components for units and runs them; one per process (or per Ray actor)."""
 
-    def __init__(self, datasets: dict[str, Any], cache: Cache) -> None:
+    def __init__(
+        self, datasets: dict[str, Any], cache: Cache, generators: dict[str, CachedGenerator] | None = None
+    ) -> None:
         self.datasets = datasets  # dataset key -> LoadedDataset (the driver's, already limited)
         self.cache = cache
         self.strategies: dict[str, Any] = {}  # configuration hash -> strategy
-        self.generators: dict[str, CachedGenerator] = {}  # generator hash -> generator
+        self.generators = generators if generators is not None else {}  # generator hash -> generator
         self.retrievers: list[CachedRetriever] = []  # every shared retriever built here
 
     # -- building ------------------------------------------------------------------------------
     def generator(self, resolved: dict[str, Any]) -> CachedGenerator:
         key = stable_hash(resolved)
         if key not in self.generators:
-            inner = build_component("generator", resolved)
-            bind_cache(inner, self.cache)
-            self.generators[key] = CachedGenerator(inner, self.cache)
+            self.generators[key] = build_generator(resolved, self.cache)
         return self.generators[key]
 
     def adopt(self, config_hash: str, strategy: Any, depths: Mapping[str, int]) -> Any:
-        """Take a built strategy for a configuration: its retrievers are wrapped in the shared
-        retrieval cache and every component gets this worker's cache."""
-        for name, value in retriever_attributes(strategy):
-            if not isinstance(value, CachedRetriever):
-                wrapped = CachedRetriever(value, self.cache, depths.get(stable_hash(value.spec()), 0))
-                setattr(strategy, name, wrapped)
-                self.retrievers.append(wrapped)
+        """Take a built strategy for a configuration: the retriever of every retrieval setting it
+        reads (:meth:`~ragkit.strategies.base.Strategy.retrievers`) is wrapped in the shared
+        retrieval cache at the sweep's deepest depth, and every component gets this worker's cache."""
+        for setting in strategy.retrievers():
+            if not isinstance(setting.retriever, CachedRetriever):  # a setting shared by two steps
+                depth = depths.get(retrieval_key(setting), 0)
+                setting.retriever = CachedRetriever(setting.retriever, self.cache, depth)
+                self.retrievers.append(setting.retriever)
         bind_cache(strategy, self.cache)
         self.strategies[config_hash] = strategy
         return strategy
@@ -85,7 +100,10 @@ class Worker:
             self._retrieve(unit, strategy, [[by_id[i] for i in batch] for batch in unit.batches], dataset)
         else:
             examples = [by_id[i] for i in unit.question_ids]
-            predictions = strategy.run(examples, self.generator(unit.generator), dataset.corpus)
+            try:
+                predictions = strategy.run(examples, self.generator(unit.generator), dataset.corpus)
+            except BudgetError as exc:
+                raise UnitBudgetError(unit.config_index, str(exc)) from None
             if len(predictions) != len(examples):
                 raise RuntimeError(
                     f"{type(strategy).__name__} returned {len(predictions)} predictions for {len(examples)}"
@@ -98,15 +116,11 @@ class Worker:
         )
 
     def _retrieve(self, unit: Unit, strategy: Any, batches: list[list[Any]], dataset: Any) -> None:
-        """Retrieve every question at the shared depth, batch by batch as the strategy would, so
-        each cache entry is what the strategy itself would have computed."""
-        from ragkit.strategies.context import retrieve_batch
-
-        retriever = next(r for r in strategy_retrievers(strategy) if stable_hash(r.spec()) == unit.retriever)
-        builder = _corpus_builder(strategy)
+        """Retrieve every question at the shared depth, batch by batch and through the same
+        setting methods as :meth:`~ragkit.strategies.retrieval.Retrieval.select`, so each cache
+        entry is what the strategy itself would have computed."""
+        setting = next(s for s in strategy.retrievers() if retrieval_unit_key(s, unit.dataset) == unit.key)
         depth = unit.depths.get(unit.retriever or "", 0)
         for examples in batches:
-            corpora = [builder.for_example(e, dataset.corpus) for e in examples]
-            retrieve_batch(
-                retriever, [e.question for e in examples], corpora, depth, [e.evidence for e in examples]
-            )
+            corpora = [setting.corpus(e, dataset.corpus) for e in examples]
+            setting.retrieve([e.question for e in examples], corpora, depth, [e.evidence for e in examples])

@@ -14,9 +14,11 @@ does not (the missing texts are printed), 2 when Chromium or the store is missin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html.parser
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -131,8 +133,13 @@ def pages_for(experiment_file: str, base: str) -> list[Page]:
     pages = [
         Page("landing", f"{base}/#/experiments/{experiment_id}", [parent.info.run_name, "Runs", "Traces"]),
         Page("runs", by_role["runs"], [*names, chart_name(metric)]),
-        Page("chart", by_role["chart"], ["accuracy", "cost", metric, "effective_context_tokens"]),
-        Page("summary", by_role["summary"], ["results_table.json", "best_per_budget.json", "plots"]),
+        Page("chart", by_role["chart"], ["accuracy", "cost", "interval", *names]),
+        # the parent's artifacts with the accuracy-vs-effective-context figure open
+        Page(
+            "summary",
+            f"{by_role['summary'].removesuffix('/artifacts')}/artifactPath/plots/{metric}_vs_effective_context.png",
+            ["results_table.json", "best_per_budget.json", "plots", f"{metric}_vs_effective_context.png"],
+        ),
     ]
     if traces:
         trace = traces[0]
@@ -161,22 +168,45 @@ def check(experiment_file: str, out: Path, *, port: int | None = None, budget_ms
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        start_new_session=True,  # its own process group: the MLflow server it starts goes with it
     )
     try:
         wait_for(base, server, timeout=300)  # minutes on a loaded 2-core machine
         pages = pages_for(experiment_file, base)
         for page in pages:
             page.screenshot = out / f"mlflow-{page.name}.png"
-            chromium(browser, page.url, f"--screenshot={page.screenshot}", budget_ms=budget_ms, timeout=120)
-            text = dom_text(chromium(browser, page.url, "--dump-dom", budget_ms=budget_ms, timeout=120))
+            # one load per page: the screenshot is written and the DOM printed after the same render
+            dom = chromium(
+                browser,
+                page.url,
+                f"--screenshot={page.screenshot}",
+                "--dump-dom",
+                budget_ms=budget_ms,
+                timeout=300,
+            )
+            text = dom_text(dom)
             page.missing = [e for e in page.expect if e not in text]
         return pages
     finally:
-        server.terminate()
+        stop_group(server)
+
+
+def stop_group(server: subprocess.Popen, grace: float = 20.0) -> None:
+    """End ``ragkit ui`` and the MLflow server it started (same process group): SIGTERM, then
+    SIGKILL whatever is still there after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        server.poll()
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, 0)  # anyone left in the group?
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,3 +75,42 @@ def assert_same_results(reference, results):
         assert {k: v for k, v in b.summary.items() if "seconds" not in k} == {
             k: v for k, v in a.summary.items() if "seconds" not in k
         }
+
+
+@pytest.fixture
+def run_two(tmp_path):
+    """Runs a 2-question experiment end to end on ``dataset`` with the scripted generator (RAG over
+    BM25 with a token chunker, and full context) and returns the per-configuration results."""
+    from ragkit.config import load_experiment
+    from ragkit.runner import run_experiment
+
+    def run(dataset, script, *, default="no idea", context_window=4096, max_new_tokens=64):
+        experiment = {
+            "name": "benchmark-test",
+            "dataset": {**dataset, "sample": 2},
+            "generator": {
+                "type": "scripted",
+                "script": script,
+                "default": default,
+                "context_window": context_window,
+                "max_new_tokens": max_new_tokens,
+            },
+            "arms": [
+                {
+                    "strategy": "rag",
+                    "retriever": {"type": "bm25"},
+                    "k": 2,
+                    "chunker": {"type": "tokens", "size": 64},
+                },
+                {"strategy": "full_context"},
+            ],
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "output_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"),
+            "batch_size": 2,
+        }
+        results = run_experiment(load_experiment(experiment))
+        assert [r.summary["n_questions"] for r in results] == [2, 2]
+        return results
+
+    return run

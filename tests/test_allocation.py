@@ -16,10 +16,12 @@ from ragkit.allocation import (
 )
 from ragkit.regret import regret_table
 from ragkit.suggestion import (
+    declared_dims,
     fit_results,
     group_of,
     informativeness,
     informativeness_table,
+    parametric,
     suggest,
     theta_of,
 )
@@ -84,7 +86,7 @@ def test_zero_and_one_scores_stay_finite():
 def test_log_theta_shifts_by_the_papers_epsilon():
     x = log_theta([[0, 0, 1], [1, 2, 3]], DEFAULT_DIMS)
     np.testing.assert_allclose(x, np.log([[0.01, 0.01, 1.01], [1.01, 2.01, 3.01]]))  # App. H: ε = 0.01
-    dims = (Dim("k", "strategy.k", offset=0.0),)
+    dims = (Dim("k", "strategy.retrieval.k", offset=0.0),)
     with pytest.raises(ValueError, match="offset"):
         log_theta([[0]], dims)
 
@@ -104,12 +106,17 @@ def test_parse_dim_and_with_dims():
         "keep", "strategy.pruner.keep_ratio", default=1.0, offset=0.0
     )
     assert parse_dim("depth=strategy.rerank_depth") == Dim("depth", "strategy.rerank_depth", offset=0.01)
-    assert parse_dim("n=strategy.n:default=1:min=1") == DEFAULT_DIMS[2]
+    assert parse_dim("n=strategy.n:default=1:shift=1") == Dim("n", "strategy.n", default=1.0, shift=1.0)
+    assert parse_dim("n=strategy.n:default=1:min=1") == Dim("n", "strategy.n", default=1.0, minimum=1.0)
     for bad in ("keep", "keep=col:scale=2", "keep=col:offset=x"):
         with pytest.raises(ValueError, match="--dim"):
             parse_dim(bad)
     dims = with_dims([parse_dim("keep=strategy.pruner.keep_ratio"), parse_dim("k=strategy.k:offset=1")])
     assert [d.name for d in dims] == ["k", "m", "n", "keep"] and dims[0].offset == 1.0  # k replaced
+    # dimensions strategies declare come after the paper's: known ones with their reading
+    declared = with_dims([], ["k", "calls", "workers"])
+    assert [d.name for d in declared] == ["k", "m", "n", "calls", "workers"]
+    assert declared[3].default == 1.0 and declared[4].default == 0.0 and not declared[3].column
     with pytest.raises(ValueError, match="twice"):
         with_dims([parse_dim("k=a"), parse_dim("k=b")])
 
@@ -123,7 +130,7 @@ def test_extra_dimension_read_from_result_columns():
         rows.append(
             {
                 "strategy.type": "rag",
-                "strategy.k": k,
+                "strategy.retrieval.k": k,
                 "strategy.pruner.keep_ratio": keep,
                 "effective_context_tokens": 100 * k,
                 "contains_answer": score,
@@ -136,11 +143,15 @@ def test_extra_dimension_read_from_result_columns():
 # -- result frames ---------------------------------------------------------------------------
 def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa", iter_info=None):
     """Results as load_results gives them, scored exactly by the model (plus full context): RAG
-    (m = 0), DRAG and IterDRAG (n = 1, 2, 3 sub-queries); ``iter_info``: IterDRAG's true i."""
+    (m = 0), DRAG and IterDRAG (n = 1, 2, 3 sub-queries, and n = 0 where i is measured);
+    ``iter_info``: IterDRAG's true i."""
     rows = []
-    for k, m, n in itertools.product([0, 1, 2, 4, 8], [0, 1, 2], [0, 1, 2, 3]):
-        strategy = "rag" if (m == 0 and n == 0) else ("drag" if n == 0 else "iterdrag")
-        theta = np.array([[k, m, max(n, 1)]], float)  # RAG and DRAG: n = 1 (§4.1)
+    grid = [(k, m, n, None) for k, m, n in itertools.product([0, 1, 2, 4, 8], [0, 1, 2], [0, 1, 2, 3])]
+    # IterDRAG's own one-round runs (n = 0 sub-queries: theta_n = 1), which its informativeness needs
+    grid += [(k, m, 0, "iterdrag") for k, m in ((0, 0), (1, 0), (0, 1))]
+    for k, m, n, forced in grid:
+        strategy = forced or ("rag" if (m == 0 and n == 0) else ("drag" if n == 0 else "iterdrag"))
+        theta = np.array([[k, m, n + 1]], float)  # RAG and DRAG: n = 1 (§4.1); IterDRAG n + 1 rounds
         i = INFO[iter_info] if strategy == "iterdrag" and iter_info else info
         rows.append(
             {
@@ -148,12 +159,13 @@ def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa", iter_info=N
                 + (f" m={m}" if strategy != "rag" else "")
                 + (f" n={n}" if strategy == "iterdrag" else ""),
                 "strategy.type": strategy,
-                "strategy.k": k,
+                "strategy.retrieval.k": k,
                 "strategy.m": m if strategy != "rag" else None,
                 "strategy.n": n if strategy == "iterdrag" else None,
                 "generator.model": "smollm2",
                 "dataset.name": dataset,
                 "effective_context_tokens": 50 + (n + 1) * (m + 1) * (k * tokens_per_doc + 20),
+                "effective_context_tokens_max": 50 + (n + 1) * (m + 1) * (k * tokens_per_doc + 20),
                 "contains_answer": float(truth(theta, i)[0]),
                 "n_questions": 10_000,
             }
@@ -165,6 +177,7 @@ def frame(info=INFO["easy"], tokens_per_doc=100, dataset="hotpotqa", iter_info=N
             "generator.model": "smollm2",
             "dataset.name": dataset,
             "effective_context_tokens": 1500,
+            "effective_context_tokens_max": 1500,
             "contains_answer": 0.2,
             "n_questions": 10_000,
         }
@@ -176,12 +189,14 @@ def test_theta_reads_rag_and_drag_as_one_iteration():
     rows = pd.DataFrame(
         {
             "strategy.type": ["rag", "drag", "iterdrag", "iterdrag"],
-            "strategy.k": [4, 2, 1, 1],
+            "strategy.retrieval.k": [4, 2, 1, 1],
             "strategy.m": [None, 2, 1, 1],
             "strategy.n": [None, None, 0, 3],
         }
     )
-    np.testing.assert_array_equal(theta_of(rows), [[4, 0, 1], [2, 2, 1], [1, 1, 1], [1, 1, 3]])
+    # IterDRAG's n sub-queries are n + 1 rounds: n = 0 is one call like DRAG, n = 1 is two
+    rows = pd.concat([rows, rows.iloc[[2]].assign(**{"strategy.n": 1})], ignore_index=True)
+    np.testing.assert_array_equal(theta_of(rows), [[4, 0, 1], [2, 2, 1], [1, 1, 1], [1, 1, 4], [1, 1, 2]])
 
 
 def test_informativeness_from_zero_one_shot_and_one_document_runs():
@@ -203,7 +218,8 @@ def test_informativeness_per_strategy_with_drag_as_the_fallback():
         informativeness(results[results["strategy.type"] != "iterdrag"], "contains_answer")[0]
     )
     assert sources[("dataset.name=hotpotqa", "iterdrag")] == {"k": "iterdrag", "m": "iterdrag"}
-    sweep = results[(results["strategy.type"] != "iterdrag") | (results["strategy.k"] >= 2)]  # no k=0, k=1
+    # no k=0, k=1
+    sweep = results[(results["strategy.type"] != "iterdrag") | (results["strategy.retrieval.k"] >= 2)]
     table, sources = informativeness_table(sweep, "contains_answer", DEFAULT_DIMS, ["dataset.name"])
     np.testing.assert_allclose(table[("dataset.name=hotpotqa", "iterdrag")], drag)
     assert sources[("dataset.name=hotpotqa", "iterdrag")] == {"k": "drag", "m": "drag"}
@@ -247,7 +263,7 @@ def test_pooled_fit_still_suggests_per_dataset():
 
 def test_suggestion_respects_budgets_and_ranks_by_prediction():
     results = frame()
-    table = suggest(results, [500, 2000, 8000], "contains_answer", top=50)
+    table = suggest(results, [500, 2000, 8000], "contains_answer", top=100)
     assert set(table["budget"]) == {500, 2000, 8000}
     assert (table["tokens"] <= table["budget"]).all()
     for _, part in table.groupby("budget"):
@@ -256,7 +272,7 @@ def test_suggestion_respects_budgets_and_ranks_by_prediction():
     small = table[table["budget"] == 500]
     assert "full_context" not in set(small["configuration"])  # 1500 tokens do not fit 500
     assert "full_context" in set(table[table["budget"] == 2000]["configuration"])
-    modelled = table[table["basis"] == "model"]
+    modelled = table[(table["basis"] == "model") & (table["tokens_source"] == "measured")]
     np.testing.assert_allclose(modelled["predicted"], modelled["measured"], atol=1e-3)
 
 
@@ -264,8 +280,12 @@ def test_untried_combinations_get_estimated_tokens_and_their_strategys_informati
     results = frame(iter_info="hard")
     dropped = results[~results["config_name"].isin(["drag k=4 m=1", "iterdrag k=4 m=1 n=2"])]
     table = suggest(dropped, [100_000], "contains_answer", top=200)
-    rows = table[table["configuration"].str.contains("not run")].set_index("strategy")
-    assert len(rows) == 2 and (rows["tokens_source"] == "estimated").all()
+    untried = table[table["configuration"].str.contains("not run")]
+    assert (untried["tokens_source"] == "estimated").all()
+    # the dropped two, as theta: DRAG k=4 m=1 is one round, IterDRAG's 2 sub-queries three
+    wanted = ["drag k=4 m=1 n=1 (not run)", "iterdrag k=4 m=1 n=3 (not run)"]
+    rows = untried[untried["configuration"].isin(wanted)].set_index("strategy")
+    assert len(rows) == 2
     assert rows.loc["drag", "tokens"] == pytest.approx(50 + 2 * (4 * 100 + 20), rel=0.05)
     assert rows.loc["iterdrag", "tokens"] == pytest.approx(50 + 3 * 2 * (4 * 100 + 20), rel=0.05)
     measured = results.set_index("config_name")["contains_answer"]
@@ -294,3 +314,20 @@ def test_regret_reports_leave_one_dataset_out_transfer():
     table = regret_table(results, [2000, 8000], "contains_answer", by="generator")
     assert len(table) == 6 and table["transfer_regret"].notna().all()
     assert (table["transfer_regret"] >= 0).all() and (table["regret"] >= -1e-12).all()
+
+
+def test_theta_is_read_from_the_columns_each_strategy_declares():
+    """RAG's k is its swept parameter; Chain of Agents' k and n are its measured means (documents
+    read, workers called); a strategy without theta (full context) is not parametric."""
+    rows = pd.DataFrame(
+        {
+            "strategy.type": ["rag", "chain_of_agents", "full_context"],
+            "strategy.retrieval.k": [4, None, None],
+            "n_documents": [None, 10.0, 10.0],
+            "workers": [None, 3.0, None],
+        }
+    )
+    dims = with_dims([], declared_dims(rows))
+    assert [d.name for d in dims] == ["k", "m", "n"]
+    np.testing.assert_array_equal(theta_of(rows, dims)[:2], [[4, 0, 1], [10, 0, 3]])
+    assert parametric(rows)["strategy.type"].tolist() == ["rag", "chain_of_agents"]

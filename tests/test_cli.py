@@ -29,6 +29,20 @@ def test_estimate_prints_tokens_without_generating(experiment_dict, tmp_path):
     assert result.exit_code == 0, result.output
     assert "eff. ctx mean" in result.output and "full_context" in result.output
     assert not (tmp_path / "runs").exists()  # nothing was run
+    flat = " ".join(result.output.split())
+    # 6 questions, 25% discordance: no difference up to 0.25 is detectable; 3 configurations
+    assert "paired design" in flat and "6 questions detect" in flat and "Holm over 2 comparisons" in flat
+
+
+def test_detectable_difference_inverts_the_paired_sample_size():
+    from ragkit.estimate import power_note
+    from ragkit.stats import detectable_paired_difference, required_paired_sample_size
+
+    delta = detectable_paired_difference(400, 0.2)
+    assert (
+        required_paired_sample_size(delta + 1e-4, 0.2) <= 400 < required_paired_sample_size(delta - 1e-3, 0.2)
+    )
+    assert "400 questions detect an accuracy difference of" in power_note(400, 2, 0.2)
 
 
 def test_bad_yaml_exits_with_the_field(experiment_dict, tmp_path):
@@ -43,6 +57,10 @@ def test_datasets_lists_packaged_data():
     result = runner.invoke(app, ["datasets"])
     assert result.exit_code == 0, result.output
     assert "hotpotqa-distractor" in result.output and "7405" in result.output
+    # the published benchmarks are listed as needing the user's copy, with what was not found
+    for name in ("longbench", "longbench-v2", "l-eval", "loogle", "ruler", "needlebench"):
+        assert f" {name} " in result.output
+    assert "your copy (path:)" in result.output and "field 'path'" in result.output
 
 
 def test_paired_against_a_baseline_uses_the_shared_questions():
@@ -55,11 +73,23 @@ def test_paired_against_a_baseline_uses_the_shared_questions():
     rows += [("ccc", "partial", "q4", 0), ("ccc", "partial", "q5", 0)]  # answered only two questions
     scores = pd.DataFrame(rows, columns=["config_hash", "config_name", "example_id", "contains_answer"])
     table = paired_against(scores, "base").set_index("configuration")
+    assert table.attrs["comparisons"] == 2 and table.attrs["correction"] == "holm"
     assert table.loc["better", "contains_answer - baseline"] == round(4 / 6, 3)
-    assert table.loc["better", "reading"] == "differs"  # every paired difference is >= 0, four are 1
+    # 4 discordant questions, all in favour: exact McNemar p = 2 / 2**4 = 0.125; partial: 0-2,
+    # p = 2 / 2**2 = 0.5. Holm over 2: 0.125 * 2 = 0.25, max(0.5 * 1, 0.25) = 0.5
+    assert table.loc["better", "discordant +/-"] == "4/0" and table.loc["better", "test"] == "McNemar exact"
+    assert (table.loc["better", "p"], table.loc["better", "p (holm)"]) == ("0.125", "0.250")
+    assert table.loc["partial", "p (holm)"] == "0.500"
+    assert table.loc["better", "reading"] == "not distinguishable"  # the bootstrap interval is [0.33, 1]
     assert table.loc["partial", "contains_answer - baseline"] == -1.0
     assert table.loc["partial", "n (shared)"] == 2
     assert len(paired_against(scores, "bb")) == 2  # a config-hash prefix names the baseline too
+    many = [("aaa", "base", f"q{i}", 0) for i in range(12)] + [
+        ("bbb", "better", f"q{i}", 1) for i in range(12)
+    ]
+    big = pd.DataFrame(many, columns=scores.columns)
+    decided = paired_against(big, "base", correction="none").iloc[0]  # 12-0: p = 2 / 4096
+    assert decided["p"] == "<0.001" and decided["reading"] == "differs (McNemar)"
 
 
 def test_report_baseline_prints_paired_differences_and_rejects_unknown_names(experiment_dict, tmp_path):
@@ -68,6 +98,14 @@ def test_report_baseline_prints_paired_differences_and_rejects_unknown_names(exp
     result = runner.invoke(app, ["report", str(path), "--baseline", "full_context"])
     assert result.exit_code == 0, result.output
     assert "paired difference against full_context" in result.output and "n (shared)" in result.output
+    assert "2 comparisons" in result.output and "p (holm)" in result.output and "McNemar" in result.output
+    assert "Holm-adjusted p-values" in result.output
+    bonferroni = runner.invoke(
+        app, ["report", str(path), "--baseline", "full_context", "--correction", "bonferroni"]
+    )
+    assert bonferroni.exit_code == 0 and "p (bonferroni)" in bonferroni.output
+    wrong = runner.invoke(app, ["report", str(path), "--baseline", "full_context", "--correction", "sidak"])
+    assert wrong.exit_code == 2 and "--correction 'sidak'" in wrong.output
     bad = runner.invoke(app, ["report", str(path), "--baseline", "nope"])
     assert bad.exit_code == 2 and "no configuration 'nope'" in bad.output and "full_context" in bad.output
     no_by = runner.invoke(app, ["report", str(path), "--plot", str(tmp_path / "p.png")])

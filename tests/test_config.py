@@ -3,7 +3,6 @@ import yaml
 
 from ragkit.config import ConfigError, load_experiment
 from ragkit.runner import run_experiment
-from ragkit.tracking import TrackingError
 
 
 def write(tmp_path, data, name="exp.yaml"):
@@ -63,8 +62,9 @@ def test_an_inline_component_next_to_catalog_entries_is_named_by_type(experiment
 
 def test_defaults_are_resolved_into_the_config(experiment_dict):
     rag = load_experiment(experiment_dict).configurations[0].resolved["strategy"]
-    assert rag["order"] == "score" and rag["reranker"] is None
-    assert rag["retriever"]["type"] == "bm25" and "k1" in rag["retriever"]  # defaults filled in
+    retrieval = rag["retrieval"]  # the flat form resolves into the nested retrieval setting
+    assert retrieval["order"] == "score" and retrieval["reranker"] is None
+    assert retrieval["retriever"]["type"] == "bm25" and "k1" in retrieval["retriever"]  # defaults filled in
 
 
 def test_unknown_component_did_you_mean(experiment_dict, tmp_path):
@@ -87,13 +87,13 @@ def test_misspelled_parameter(experiment_dict, tmp_path):
 
 def test_misspelled_top_level_field(experiment_dict, tmp_path):
     experiment_dict["generater"] = "smollm2"
-    with pytest.raises(ConfigError, match="generater: unknown field; did you mean 'generator'"):
+    with pytest.raises(ConfigError, match="generater: unknown field 'generater'; did you mean 'generator'"):
         load_experiment(write(tmp_path, experiment_dict))
 
 
 def test_wrong_type(experiment_dict, tmp_path):
     experiment_dict["arms"][0]["k"] = "five"
-    with pytest.raises(ConfigError, match=r"arms\[0\]\.k: .*integer.*got 'five'"):
+    with pytest.raises(ConfigError, match=r"arms\[0\]\.k: .*integer.*got text 'five'"):
         load_experiment(write(tmp_path, experiment_dict))
 
 
@@ -108,7 +108,9 @@ def test_user_catalog_overrides_bundled(experiment_dict, tmp_path, monkeypatch):
     (tmp_path / "retrievers" / "bm25.yaml").write_text("type: bm25\nk1: 0.5\n")
     monkeypatch.chdir(tmp_path)
     experiment_dict["arms"][0]["retriever"] = "bm25"
-    resolved = load_experiment(experiment_dict).configurations[0].resolved["strategy"]["retriever"]
+    resolved = (
+        load_experiment(experiment_dict).configurations[0].resolved["strategy"]["retrieval"]["retriever"]
+    )
     assert resolved["k1"] == 0.5 and resolved["name"] == "bm25"
 
 
@@ -127,7 +129,7 @@ def test_overrides_from_the_command_line(experiment_dict):
 
 def test_unreachable_tracking_server_fails_fast(experiment_dict):
     experiment_dict["tracking_uri"] = "http://127.0.0.1:9"  # discard port: nothing listens
-    with pytest.raises(TrackingError, match=r"http://127\.0\.0\.1:9"):
+    with pytest.raises(ConfigError, match=r"tracking_uri: .*http://127\.0\.0\.1:9"):
         run_experiment(load_experiment(experiment_dict))
 
 
@@ -137,3 +139,32 @@ def test_bundled_experiments_validate():
     for path in sorted(Path(__file__).parent.parent.glob("experiments/*.yaml")):
         experiment = load_experiment(path)
         assert experiment.configurations, path
+
+
+def test_flat_and_nested_retrieval_settings_resolve_alike(experiment_dict):
+    nested = {
+        **experiment_dict,
+        "arms": [{"strategy": "rag", "retrieval": {"retriever": "bm25", "k": [1, 2]}}],
+    }
+    flat = {**experiment_dict, "arms": [{"strategy": "rag", "retriever": "bm25", "k": [1, 2]}]}
+    a, b = load_experiment(nested), load_experiment(flat)
+    assert [c.hash for c in a.configurations] == [c.hash for c in b.configurations]
+    assert [c.name for c in a.configurations] == ["rag k=1", "rag k=2"]  # fields of the setting read bare
+    # a sweep over whole settings (e.g. YAML anchors of two set-ups)
+    both = {"strategy": "rag", "retrieval": [{"retriever": "bm25", "k": 1}, {"retriever": "oracle", "k": 2}]}
+    swept = load_experiment({**experiment_dict, "arms": [both]})
+    assert [c.resolved["strategy"]["retrieval"]["k"] for c in swept.configurations] == [1, 2]
+    with pytest.raises(ConfigError, match=r"arms\[0\]\.k: given twice"):
+        load_experiment(
+            {
+                **experiment_dict,
+                "arms": [
+                    {"strategy": "rag", "retrieval": {"retriever": "bm25"}, "k": 1, "retriever": "bm25"}
+                    | {"retrieval": {"retriever": "bm25", "k": 2}}
+                ],
+            }
+        )
+    with pytest.raises(ConfigError, match=r"arms\[0\]\.retrieval\.kk: .*did you mean 'k'"):
+        load_experiment(
+            {**experiment_dict, "arms": [{"strategy": "rag", "retrieval": {"retriever": "bm25", "kk": 2}}]}
+        )

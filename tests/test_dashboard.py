@@ -81,7 +81,9 @@ def test_a_trace_per_question_with_spans_and_assessments(store):
     assert root.start_time_ns <= spans["retrieve"].start_time_ns < spans["generate [1]"].start_time_ns
     assert spans["score"].end_time_ns <= root.end_time_ns
     seconds = (spans["retrieve"].end_time_ns - spans["retrieve"].start_time_ns) / 1e9
-    assert seconds == pytest.approx(max(prediction["provenance"]["retrieval_seconds"], 1e-6), abs=1e-6)
+    retrieve = prediction["provenance"]["stages"][0]
+    assert retrieve["name"] == "retrieve"
+    assert seconds == pytest.approx(max(retrieve["seconds"], 1e-6), abs=1e-6)
     assessments = {a.name: a for a in trace.info.assessments}
     assert assessments["contains_answer"].value == 1 and assessments["f1"].value == 1.0
     assert set(assessments) == {"contains_answer", "f1"}  # EM and evidence recall: in the span
@@ -108,7 +110,8 @@ def test_traces_are_sampled_per_configuration_and_can_be_off(store):
 
 def test_yaml_off_and_bad_values(experiment_dict, tmp_path):
     path = tmp_path / "e.yaml"
-    path.write_text(yaml.safe_dump(experiment_dict) + "tracking:\n  traces: off\n")
+    plain = {k: v for k, v in experiment_dict.items() if k != "tracking"}  # YAML 'off', not False
+    path.write_text(yaml.safe_dump(plain) + "tracking:\n  traces: off\n")
     assert load_experiment(path).spec.tracking.trace_limit() == 0
     for bad in ("some", -1, 2.5):
         with pytest.raises(ConfigError, match="traces"):

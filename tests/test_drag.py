@@ -6,8 +6,10 @@ from ragkit.config import build_component, expand_component
 from ragkit.data.base import DatasetLoader, LoadedDataset
 from ragkit.generators.scripted import ScriptedGenerator
 from ragkit.registry import build
+from ragkit.strategies.base import Record
 from ragkit.strategies.drag import DRAG
 from ragkit.strategies.rag import RAG
+from ragkit.strategies.retrieval import Retrieval
 from ragkit.types import Document, Evidence, Example
 
 
@@ -43,13 +45,17 @@ def gen(window=4096):
     return ScriptedGenerator(script={"treasure": "under the oak"}, context_window=window, max_new_tokens=8)
 
 
-def drag(**params):
-    return DRAG(retriever=build("retriever", "bm25"), demonstrations=Pool(examples=POOL), **params)
+def bm25(k):
+    return Retrieval(retriever=build("retriever", "bm25"), k=k)
+
+
+def drag(k=5, **params):
+    return DRAG(retrieval=bm25(k), demonstrations=Pool(examples=POOL), **params)
 
 
 def test_m0_is_exactly_rag():
     g = gen()
-    rag = RAG(retriever=build("retriever", "bm25"), k=2).run([TEST], g)[0]
+    rag = RAG(retrieval=bm25(2)).run([TEST], g)[0]
     rag_prompt = g.prompts_[-1]
     plain = drag(k=2, m=0).run([TEST], g)[0]
     assert g.prompts_[-1] == rag_prompt
@@ -61,7 +67,7 @@ def test_prompt_layout_and_exact_token_accounting():
     strategy = drag(k=2, m=2)
     [prediction] = strategy.run([TEST], g)
     prompt = g.prompts_[-1]
-    demo_ids = prediction.provenance["demo_ids"]
+    demo_ids = prediction.provenance.details["demo_ids"]
     assert len(demo_ids) == 2 and set(demo_ids) <= {"p1", "p2", "p3"}
     by_id = {e.id: e for e in POOL}
     positions = [prompt.index(by_id[d].question) for d in demo_ids] + [prompt.index(TEST.question)]
@@ -73,17 +79,22 @@ def test_prompt_layout_and_exact_token_accounting():
     assert prediction.cost.input_tokens == len(prompt.split())  # whitespace tokenizer: exact
     assert prediction.cost.calls == 1 and prediction.cost.output_tokens == 3
     assert prediction.answer == "under the oak"
-    assert prediction.provenance["demo_documents"] == [2, 2]
-    assert prediction.provenance["demos_dropped"] == prediction.provenance["demo_documents_dropped"] == 0
+    assert prediction.provenance.details["demo_documents"] == [2, 2]
+    assert (
+        prediction.provenance.measures["demos_dropped"]
+        == prediction.provenance.measures["demo_documents_dropped"]
+        == 0
+    )
 
 
 def test_demonstrations_are_a_seeded_prefix_and_skip_the_test_question():
-    one = drag(k=1, m=1).run([TEST], gen())[0].provenance["demo_ids"]
-    two = drag(k=1, m=2).run([TEST], gen())[0].provenance["demo_ids"]
+    one = drag(k=1, m=1).run([TEST], gen())[0].provenance.details["demo_ids"]
+    two = drag(k=1, m=2).run([TEST], gen())[0].provenance.details["demo_ids"]
     assert two[:1] == one
     leaking = make(two[0], TEST.question, "under the oak", "The treasure is buried under the oak.")
     [prediction] = drag(k=1, m=2).run([leaking], gen())
-    assert two[0] not in prediction.provenance["demo_ids"] and len(prediction.provenance["demo_ids"]) == 2
+    assert two[0] not in prediction.provenance.details["demo_ids"]
+    assert len(prediction.provenance.details["demo_ids"]) == 2
 
 
 def test_budget_drops_demo_documents_then_demos_before_test_passages():
@@ -93,25 +104,27 @@ def test_budget_drops_demo_documents_then_demos_before_test_passages():
     [cut] = drag(k=2, m=2, budget=budget).run([TEST], g)
     p = cut.provenance
     assert cut.cost.input_tokens <= budget
-    assert p["demo_documents_dropped"] == 1 and p["demos_dropped"] == 0 and p["demo_documents"] == [2, 1]
-    assert p["dropped_tokens"] == 0 and p["gold_survived"] is True
+    assert p.measures["demo_documents_dropped"] == 1 and p.measures["demos_dropped"] == 0
+    assert p.details["demo_documents"] == [2, 1]
+    assert p.dropped_tokens == 0 and p.gold_survived is True
     tight = full.cost.input_tokens - 60  # two demos with one document each are not enough
     [cut] = drag(k=2, m=2, budget=tight).run([TEST], g)
     assert cut.cost.input_tokens <= tight
-    assert cut.provenance["demo_documents_dropped"] == 2 and cut.provenance["demos_dropped"] >= 1
-    assert cut.provenance["gold_survived"] is True
+    assert cut.provenance.measures["demo_documents_dropped"] == 2
+    assert cut.provenance.measures["demos_dropped"] >= 1
+    assert cut.provenance.gold_survived is True
 
 
 def test_closed_book_and_zero_documents():
     g = gen()
     [prediction] = drag(k=0, m=0).run([TEST], g)
     assert "Documents:" not in g.prompts_[-1] and "Question: Where is the treasure buried?" in g.prompts_[-1]
-    assert prediction.provenance["context_ids"] == []
+    assert prediction.provenance.context_ids == []
     [few_shot] = drag(k=0, m=2).run([TEST], g)
     prompt = g.prompts_[-1]
     assert "Documents:" not in prompt
     answers = {e.id: e.answers[0] for e in POOL}
-    for demo in few_shot.provenance["demo_ids"]:
+    for demo in few_shot.provenance.details["demo_ids"]:
         assert f"assistant: {answers[demo]}\nuser: Question:" in prompt
 
 
@@ -125,14 +138,14 @@ def test_estimate_matches_run():
 
 def test_m_without_a_pool_is_a_clear_error():
     with pytest.raises(ValueError, match="demonstrations"):
-        DRAG(retriever=build("retriever", "bm25"), k=1, m=1).run([TEST], gen())
+        DRAG(retrieval=bm25(1), m=1).run([TEST], gen())
 
 
 def test_pool_outside_train_partition_warns(caplog):
     pool = Pool(examples=POOL)
     pool.partition = "all"
     with caplog.at_level(logging.WARNING):
-        DRAG(retriever=build("retriever", "bm25"), k=1, m=1, demonstrations=pool).run([TEST], gen())
+        DRAG(retrieval=bm25(1), m=1, demonstrations=pool).run([TEST], gen())
     assert "partition" in caplog.text
 
 
@@ -161,11 +174,12 @@ def test_sweep_and_pool_resolve_through_the_config_layer(tmp_path):
         "demonstrations": {"type": "jsonl", "path": str(path), "partition": "all"},
     }
     resolved = expand_component("strategy", arm, None, "arms[0]")
-    assert sorted((r["k"], r["m"]) for r in resolved) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    # the flat form (retriever and k beside m) resolves into the nested retrieval setting
+    assert sorted((r["retrieval"]["k"], r["m"]) for r in resolved) == [(1, 0), (1, 1), (2, 0), (2, 1)]
     strategy = build_component("strategy", resolved[-1])
     assert isinstance(strategy, DRAG) and isinstance(strategy.demonstrations, DatasetLoader)
     [prediction] = strategy.run([TEST], gen())
-    assert len(prediction.provenance["demo_ids"]) == strategy.m
+    assert len(prediction.provenance.details["demo_ids"]) == strategy.m
 
 
 @pytest.mark.slow
@@ -173,11 +187,11 @@ def test_real_generator_two_hotpotqa_questions():
     generator = build("generator", "transformers", {"model": "smollm2", "max_new_tokens": 12})
     questions = build("dataset", "hotpotqa", {"sample": 2, "partition": "eval"}).load().examples
     pool = build("dataset", "hotpotqa", {"sample": 20, "partition": "train"})
-    strategy = DRAG(retriever=build("retriever", "bm25"), k=2, m=1, demonstrations=pool, max_new_tokens=12)
-    packed = [p for p, _, _ in strategy.contexts(questions, generator, None)]
+    strategy = DRAG(retrieval=bm25(2), m=1, demonstrations=pool, max_new_tokens=12)
+    packed = strategy.contexts([Record(q) for q in questions], generator, None)
     predictions = strategy.run(questions, generator)
     for prediction, p in zip(predictions, packed, strict=True):
         assert prediction.cost.input_tokens == generator.prompt_tokens(p.messages) == p.prompt_tokens
         assert prediction.cost.calls == 1 and 0 < prediction.cost.output_tokens <= 12
         assert isinstance(prediction.answer, str)
-        assert prediction.provenance["demo_ids"][0] not in {q.id for q in questions}
+        assert prediction.provenance.details["demo_ids"][0] not in {q.id for q in questions}

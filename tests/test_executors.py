@@ -14,7 +14,8 @@ from ragkit import registry
 from ragkit.cache import Cache, JournalingCache
 from ragkit.config import ConfigError, load_experiment
 from ragkit.executors.base import Executor
-from ragkit.recording import Recorder, read_predictions
+from ragkit.predictions_file import read_predictions
+from ragkit.recording import Recorder
 from ragkit.runner import plan, prepare, run_experiment
 from ragkit.units import UnitResult
 from tests.conftest import assert_same_results
@@ -76,22 +77,18 @@ def test_the_experiment_cache_dir_governs_every_cache(experiment_dict, tmp_path,
     experiment_dict["arms"] = experiment_dict["arms"][:1]
     prepared = prepare(load_experiment(experiment_dict))
     strategy = prepared.strategies[0]
-    assert strategy.retriever.inner.stage_cache() is prepared.cache  # handed down, not global
+    assert strategy.retrieval.retriever.inner.stage_cache() is prepared.cache  # handed down, not global
     assert prepared.generators[next(iter(prepared.generators))].inner.stage_cache() is prepared.cache
     assert prepared.cache.root == (tmp_path / "cache").resolve()
 
 
 def test_results_arriving_out_of_order_or_twice_are_recorded_once_in_plan_order(experiment_dict, tmp_path):
-    from ragkit.tracking import Tracker
-
     experiment = load_experiment(experiment_dict)
     prepared = prepare(experiment)
-    tracker = Tracker(experiment_dict["tracking_uri"], experiment.name, experiment.hash)
     output = tmp_path / "runs" / experiment.name
     seen = []
-    recorder = Recorder(
-        prepared, output_dir=output, tracker=tracker, indices=[0], progress=lambda *a: seen.append(a)
-    )
+    uri = experiment_dict["tracking_uri"]
+    recorder = Recorder(prepared, output_dir=output, uri=uri, indices=[0], progress=lambda *a: seen.append(a))
     units = plan(prepared, recorder.todo())
     recorder.begin(units)
     results = [prepared.worker.run(u) for u in units]

@@ -19,6 +19,7 @@ from ragkit.generators.openai import OpenAIGenerator, ServerError
 from ragkit.generators.scripted import ScriptedGenerator
 from ragkit.generators.transformers import TransformersGenerator
 from ragkit.generators.vllm import VLLMGenerator
+from tests.tiny_llama import build_tiny_llama
 
 
 def ask(question: str, system: str = "Answer briefly.") -> list[dict[str, str]]:
@@ -64,35 +65,7 @@ WORDS = [
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    specials = ["<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
-    vocab = {w: i for i, w in enumerate([*specials, *WORDS, "?", ":", "."])}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
-    )
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-    )
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return str(folder)
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), WORDS)
 
 
 def test_tokenizer_and_model_info_load_without_weights(tiny_model):
@@ -163,7 +136,7 @@ def test_vllm_renders_like_transformers_and_needs_vllm(tiny_model):
     assert kwargs["model"] == tiny_model and kwargs["max_model_len"] == 32
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here; this test checks the message given without it")
-    with pytest.raises(ImportError, match=r"pip install 'ragkit\[vllm\]' on a CUDA machine"):
+    with pytest.raises(ImportError, match=r"pip install 'ragkit\[vllm\]'.*install_vllm_cpu.sh"):
         vllm_gen.generate([GenerationRequest(messages)])
 
 
@@ -180,6 +153,8 @@ def smollm2(tmp_path_factory):
 def test_smollm2_tokenizer_loads_without_weights(smollm2):
     info = smollm2.model_info()
     assert (info.n_layers, info.d_model, info.context_window) == (30, 576, 8192)
+    # what the serving-cost model reads (tests/test_serving.py uses these by hand)
+    assert (info.n_heads, info.n_kv_heads, info.head_dim, info.layer_windows) == (9, 3, 64, (None,) * 30)
     assert 130e6 < info.n_params < 140e6
     assert smollm2.model_ is None
     assert smollm2.render(ask("hi")).endswith("<|im_start|>assistant\n")
@@ -363,3 +338,10 @@ def test_dequantised_weights_round_trip_and_a_broken_entry_is_recomputed(tmp_pat
     monkeypatch.setenv("RAGKIT_GGUF_WEIGHT_CACHE", "0")  # turned off: nothing written
     save_dequantised(folder, model)
     assert not folder.exists()
+
+
+def test_the_none_generator_counts_tokens_and_refuses_to_answer():
+    none = registry.build("generator", "none", {"tokenizer": "whitespace"})
+    assert none.count_tokens("three short words") == 3 and none.model_info().n_params == 0
+    with pytest.raises(RuntimeError, match="generator 'none' cannot answer: it is for retrieval-only arms"):
+        none.generate([GenerationRequest([{"role": "user", "content": "Q?"}])])

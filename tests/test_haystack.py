@@ -238,7 +238,11 @@ def test_gemma_preset_counts_with_its_own_tokenizer(qa_path):
     from ragkit.config import build_component, expand_component
 
     generator = build_component("generator", expand_component("generator", "gemma3-270m", None, "g")[0])
-    assert generator.model_info().context_window == 32768
+    info = generator.model_info()
+    assert info.context_window == 32768
+    # five 512-token sliding-window layers per global one, one key/value head of 256
+    assert info.layer_windows == (512, 512, 512, 512, 512, None) * 3
+    assert (info.n_kv_heads, info.head_dim) == (1, 256)
     assert generator.resolved_prompt_style() == "completion"
     example = _haystack(qa_path, tokenizer="gemma3-270m", length=500, ids=["q1"])[0]
     counter = token_counter("gemma3-270m")

@@ -4,6 +4,7 @@ from ragkit.data.base import DatasetLoader, LoadedDataset
 from ragkit.generators.scripted import ScriptedGenerator
 from ragkit.registry import build
 from ragkit.strategies.iterdrag import FINAL_CUE, IterDRAG, parse_step
+from ragkit.strategies.retrieval import Retrieval
 from ragkit.types import Document, Evidence, Example
 
 
@@ -50,9 +51,10 @@ TEST2 = make(
 )
 
 
-def strategy(**params):
-    params = {"k": 1, "m": 1, "n": 2, **params}
-    return IterDRAG(retriever=build("retriever", "bm25"), demonstrations=Pool(examples=POOL), **params)
+def strategy(k=1, **params):
+    params = {"m": 1, "n": 2, **params}
+    retrieval = Retrieval(retriever=build("retriever", "bm25"), k=k)
+    return IterDRAG(retrieval=retrieval, demonstrations=Pool(examples=POOL), **params)
 
 
 @pytest.mark.parametrize(
@@ -88,11 +90,15 @@ def test_follow_up_then_final_answer_with_exact_tokens_and_new_documents():
     )
     [prediction] = strategy().run([TEST], g)
     p = prediction.provenance
-    assert prediction.answer == "Lisbon" and p["stop"] == "final" and p["parse_failures"] == 0
+    assert prediction.answer == "Lisbon"
+    assert p.details["stop"] == "final" and p.measures["parse_failures"] == 0
     assert prediction.cost.calls == 2 == len(g.prompts_)
     assert prediction.cost.input_tokens == sum(len(prompt.split()) for prompt in g.prompts_)
-    assert p["sub_queries"] == ["Who is the captain of the pirate ship?"] and p["iterations"] == 1
-    assert not set(p["step_retrieved"][0]) & set(p["context_ids"])  # only passages not shown yet
+    assert p.details["sub_queries"] == ["Who is the captain of the pirate ship?"]
+    assert p.measures["iterations"] == 1
+    assert not set(p.details["step_retrieved"][0]) & set(p.context_ids)  # only passages not shown yet
+    assert [s.name for s in p.stages] == ["retrieve", "retrieve"]
+    assert [c.role for c in p.calls] == ["step"] * 2
     second = g.prompts_[1]
     assert second.startswith(g.prompts_[0].removesuffix("\nassistant:"))  # the conversation grows
     assert "assistant: Follow up: Who is the captain of the pirate ship?\nuser: Documents:" in second
@@ -107,7 +113,8 @@ def test_stops_after_n_follow_ups_and_asks_for_the_final_answer():
     )
     [prediction] = strategy(n=2).run([TEST], g)
     p = prediction.provenance
-    assert prediction.cost.calls == 3 and p["iterations"] == 2 and p["stop"] == "max_iterations"
+    assert prediction.cost.calls == 3
+    assert p.measures["iterations"] == 2 and p.details["stop"] == "max_iterations"
     assert FINAL_CUE in g.prompts_[-1] and FINAL_CUE not in g.prompts_[-2]
     assert prediction.answer == "maybe"  # the latest intermediate answer
 
@@ -116,7 +123,8 @@ def test_unparseable_output_is_the_answer_and_is_counted():
     g = ScriptedGenerator(script={"captain": "Lisbon"}, max_new_tokens=48)
     [prediction] = strategy().run([TEST], g)
     assert prediction.answer == "Lisbon" and prediction.cost.calls == 1
-    assert prediction.provenance["parse_failures"] == 1 and prediction.provenance["stop"] == "parse_failure"
+    assert prediction.provenance.measures["parse_failures"] == 1
+    assert prediction.provenance.details["stop"] == "parse_failure"
 
 
 def test_budget_stops_before_a_call_that_would_exceed_it():
@@ -126,7 +134,7 @@ def test_budget_stops_before_a_call_that_would_exceed_it():
     first = strategy(n=0).run([TEST], g)[0].cost.input_tokens  # the first call alone
     [prediction] = strategy(n=3, budget=first + 10).run([TEST], g)
     assert prediction.cost.calls == 1 and prediction.cost.input_tokens <= first + 10
-    assert prediction.provenance["stop"] == "budget" and prediction.answer == "Nemo"
+    assert prediction.provenance.details["stop"] == "budget" and prediction.answer == "Nemo"
 
 
 def test_rounds_are_batched_across_questions():
@@ -145,7 +153,7 @@ def test_rounds_are_batched_across_questions():
     )
     predictions = strategy().run([TEST, TEST2], g)
     assert g.batches_ == [2, 1]  # round 1 both questions, round 2 only the one that followed up
-    assert [p.provenance["stop"] for p in predictions] == ["final", "parse_failure"]
+    assert [p.provenance.details["stop"] for p in predictions] == ["final", "parse_failure"]
 
 
 def test_estimate_is_an_upper_bound():
@@ -164,10 +172,17 @@ def test_real_generator_two_hotpotqa_questions():
     generator = build("generator", "transformers", {"model": "smollm2", "max_new_tokens": 24})
     questions = build("dataset", "hotpotqa", {"sample": 2, "partition": "eval"}).load().examples
     pool = build("dataset", "hotpotqa", {"sample": 20, "partition": "train"})
-    s = IterDRAG(retriever=build("retriever", "bm25"), k=1, m=1, n=1, demonstrations=pool, max_new_tokens=24)
+    retrieval = Retrieval(retriever=build("retriever", "bm25"), k=1)
+    s = IterDRAG(retrieval=retrieval, m=1, n=1, demonstrations=pool, max_new_tokens=24)
     predictions = s.run(questions, generator)
     for p in predictions:
-        calls = len(p.provenance["outputs"])
-        assert 1 <= p.cost.calls == calls <= 2 and p.provenance["iterations"] <= 1
-        assert p.provenance["stop"] in {"final", "parse_failure", "max_iterations", "budget", "window"}
+        calls = len(p.provenance.calls)
+        assert 1 <= p.cost.calls == calls <= 2 and p.provenance.measures["iterations"] <= 1
+        assert p.provenance.details["stop"] in {
+            "final",
+            "parse_failure",
+            "max_iterations",
+            "budget",
+            "window",
+        }
         assert p.cost.input_tokens > 0 and isinstance(p.answer, str)

@@ -22,7 +22,7 @@ from ragkit.metrics import (
     summarize,
     wilson_interval,
 )
-from ragkit.types import Cost, Evidence, Example, Prediction
+from ragkit.types import Cost, Evidence, Example, Prediction, Provenance
 
 
 @pytest.mark.parametrize(
@@ -109,10 +109,10 @@ def examples_and_predictions():
             "a",
             "Paris",
             Cost(input_tokens=100, output_tokens=2, calls=2, decode_seconds=0.5, aux_seconds=0.25),
-            provenance={"evidence_recall": 1.0, "dropped_tokens": 40, "gold_survived": True},
+            provenance=Provenance(evidence_recall=1.0, dropped_tokens=40, gold_survived=True),
         ),
         Prediction("c", "unanswerable", Cost(input_tokens=50, calls=1)),
-        Prediction("d", "Mars", Cost(input_tokens=50, calls=1), provenance={"gold_survived": False}),
+        Prediction("d", "Mars", Cost(input_tokens=50, calls=1), provenance=Provenance(gold_survived=False)),
     ]
     return examples, predictions
 
@@ -172,3 +172,22 @@ def test_required_sample_size():
     assert required_sample_size(0.3, 0.5) < required_sample_size(0.4, 0.5)
     with pytest.raises(ValueError):
         required_sample_size(0.5, 0.5)
+
+
+def test_official_columns_and_per_question_token_statistics():
+    examples, predictions = examples_and_predictions()
+    rows = score(examples, predictions).set_index("example_id")
+    # unanswerable c answered "unanswerable": right by ragkit's refusal approximation, wrong by the
+    # official SQuAD v2 rule (only an empty answer abstains); HotpotQA F1 only for answerable rows
+    assert rows.loc["c", "em"] == 1.0 and rows.loc["c", ["em_squad_v2", "f1_squad_v2"]].tolist() == [0.0, 0.0]
+    assert rows.loc["b", "f1_hotpotqa"] == pytest.approx(2 / 3) and math.isnan(rows.loc["c", "f1_hotpotqa"])
+    assert rows.loc["a", "em_squad_v2"] == 1.0
+    summary = summarize(score(examples, predictions))
+    assert summary["em_squad_v2"] == 0.25 and "em_squad_v2_ci_low" in summary
+    assert summary["f1_hotpotqa"] == pytest.approx((1 + 2 / 3) / 2)  # over the answerable rows
+    # effective context tokens per question: 300, 100, 50, 50
+    assert summary["effective_context_tokens_max"] == 300
+    assert summary["effective_context_tokens_p50"] == 75  # numpy's linear interpolation
+    assert summary["effective_context_tokens_p95"] == pytest.approx(100 + 0.85 * 200)
+    answerable_only = score(examples[:2], predictions)
+    assert "em_squad_v2" not in answerable_only  # equal to em there

@@ -9,7 +9,7 @@ from ragkit.data._haystack_tools import rendered, token_counter
 from ragkit.data.base import DatasetError
 from ragkit.data.needle import Needle
 from ragkit.longform import needle_recall, score_example, score_frame
-from ragkit.types import Prediction
+from ragkit.types import Prediction, Provenance
 
 
 @pytest.fixture
@@ -122,9 +122,14 @@ def test_needle_scoring_uses_raw_output(essays):
     example = _load(essays, variant="multi-value", needles=3, n=1)[0]
     a, b, c = example.answers
     # The cleaned answer keeps the first line only; the values listed on later lines still count.
-    full = Prediction(example.id, a, provenance={"raw_answer": f"{a}\n{b}\n{c}"})
-    part = Prediction(example.id, a, provenance={"raw_answer": f"{a}, {b}"})
-    assert score_example(example, full) == {"needle_recall": 1.0, "needle_exact": 1.0}
-    assert score_example(example, part) == {"needle_recall": pytest.approx(2 / 3), "needle_exact": 0.0}
+    full = Prediction(example.id, a, provenance=Provenance(raw_answer=f"{a}\n{b}\n{c}"))
+    part = Prediction(example.id, a, provenance=Provenance(raw_answer=f"{a}, {b}"))
+    every = {"ruler_match_all": 1.0, "ruler_match_part": 1.0}
+    assert score_example(example, full) == {"needle_recall": 1.0, "needle_exact": 1.0, **every}
+    two = {"ruler_match_all": pytest.approx(2 / 3), "ruler_match_part": 1.0}  # RULER's scores
+    assert score_example(example, part) == {"needle_recall": pytest.approx(2 / 3), "needle_exact": 0.0, **two}
     frame = score_frame([example], [part])
-    assert list(frame.columns) == ["example_id", "needle_recall", "needle_exact"]
+    assert list(frame.columns) == [
+        "example_id",
+        *("needle_recall", "needle_exact", "ruler_match_all", "ruler_match_part"),
+    ]

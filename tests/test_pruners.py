@@ -216,15 +216,14 @@ def test_pruner_reports_each_querys_tokens_and_seconds_even_from_cache(monkeypat
     monkeypatch.setattr(scoring.time, "perf_counter", Clock())
     queries = [QUESTION, "How is bread baked?"]
     candidates = [CANDIDATES[0], [Scored(OTHER, 1.0)]]  # 2 passages, then 1 (already scored: a hit)
-    first = KeywordPruner()
-    first.prune(queries, candidates)
+    first = KeywordPruner().prune(queries, candidates)
     # one model call for the 3 distinct (query, passage) pairs, one clock second: 1/3 s each
-    assert [u.tokens for u in first.last_use_] == [20, 10]
-    assert [u.seconds for u in first.last_use_] == pytest.approx([2 / 3, 1 / 3])
-    again = KeywordPruner(threshold=0.9)
-    again.prune(queries, candidates)
-    assert again.calls == 0  # all cached, yet each query is charged what its scoring cost
-    assert again.last_use_ == first.last_use_
+    assert [u.tokens for u in first.use] == [20, 10]
+    assert [u.seconds for u in first.use] == pytest.approx([2 / 3, 1 / 3])
+    pruner = KeywordPruner(threshold=0.9)
+    again = pruner.prune(queries, candidates)
+    assert pruner.calls == 0  # all cached, yet each query is charged what its scoring cost
+    assert again.use == first.use
 
 
 def test_pruner_score_entries_without_seconds_are_recomputed():
@@ -260,6 +259,5 @@ def test_loading_the_model_is_not_charged_to_the_first_questions(monkeypatch):
             clock[0] += 1.0 * len(items)
             return super()._score(items)
 
-    pruner = SlowToLoad(threshold=0.5)
-    pruner.prune([QUESTION], CANDIDATES)
-    assert [u.seconds for u in pruner.last_use_] == [pytest.approx(2.0)]  # 2 passages x 1 s, no load
+    pruned = SlowToLoad(threshold=0.5).prune([QUESTION], CANDIDATES)
+    assert [u.seconds for u in pruned.use] == [pytest.approx(2.0)]  # 2 passages x 1 s, no load

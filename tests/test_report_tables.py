@@ -40,7 +40,8 @@ def test_report_metric_is_validated_and_works_with_and_without_by(experiment_dic
     bad = runner.invoke(app, ["report", str(path), "--metric", "bogus"])
     text = " ".join(bad.output.split())
     assert bad.exit_code == 2 and "unknown metric 'bogus'; these results have:" in text
-    assert "contains_answer (acc (contains))" in text and "f1 (F1)" in text
+    assert "contains_answer (acc (contains))" in text and "f1 (F1 (SQuAD))" in text
+    assert "f1_hotpotqa (F1 (HotpotQA official))" in text
     alone = runner.invoke(app, ["report", str(path), "--metric", "f1"])
     assert alone.exit_code == 0, alone.output
     table = alone.output.split("results (95% intervals)")[1]

@@ -273,8 +273,10 @@ def test_dense_embedding_cache_hit_and_token_counts(tmp_cache) -> None:
 
     corpus = make_corpus()
     cold = DenseRetriever(device="cpu")
-    [cold_hits] = cold.retrieve(["Moon landing"], corpus, 2)
+    found = cold.retrieve(["Moon landing"], corpus, 2)
+    [cold_hits] = found
     assert cold.document_tokens_ > len(corpus) and cold.query_tokens_ >= 4  # [CLS] moon landing [SEP]
+    assert found.use[0].tokens == cold.aux_tokens_  # the call returns what it read: query and corpus
     warm = DenseRetriever(device="cpu")
     encoded: list[int] = []
     original = warm._encode
@@ -363,8 +365,8 @@ def test_model_loading_is_not_charged_as_retrieval_time(tmp_cache, monkeypatch) 
 
     inner = SlowToLoad()
     cached = CachedRetriever(inner, tmp_cache)
-    cached.retrieve(QUERIES[:2], make_corpus(), 3)
-    assert cached.aux_seconds_ == pytest.approx(2.0)  # 1 s a query, the 100 s load left out
+    found = cached.retrieve(QUERIES[:2], make_corpus(), 3)
+    assert [u.seconds for u in found.use] == pytest.approx([1.0, 1.0])  # 1 s a query, not the 100 s load
     again = CachedRetriever(SlowToLoad(), tmp_cache)
-    again.retrieve(QUERIES[:2], make_corpus(), 3)
-    assert again.inner.loads == 0 and again.aux_seconds_ == pytest.approx(2.0)  # hits: no model load
+    hits = again.retrieve(QUERIES[:2], make_corpus(), 3)
+    assert again.inner.loads == 0 and hits.use == found.use  # hits: no model load, the original cost

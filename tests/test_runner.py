@@ -50,7 +50,7 @@ def test_effective_context_equals_prompt_tokens(experiment_dict):
         cost = predictions[example.id].cost
         assert cost.input_tokens == estimate.input_tokens  # estimate is exact for one-call strategies
         assert cost.calls == 1
-        assert len(predictions[example.id].provenance["context_ids"]) == 2
+        assert len(predictions[example.id].provenance.context_ids) == 2
 
 
 def test_k_sweep_retrieves_once_per_question(experiment_dict):
@@ -106,8 +106,8 @@ def test_mlflow_layout(experiment_dict):
     parent_id = parents["run_id"].iloc[0]
     assert set(children["tags.mlflow.parentRunId"]) == {parent_id}
     assert set(children["params.strategy.type"]) == {"rag", "full_context"}
-    assert set(children["params.strategy.k"].dropna()) == {"1", "2"}
-    assert set(children["params.strategy.retriever.type"].dropna()) == {"bm25"}
+    assert set(children["params.strategy.retrieval.k"].dropna()) == {"1", "2"}
+    assert set(children["params.strategy.retrieval.retriever.type"].dropna()) == {"bm25"}
     # metric keys are grouped for MLflow's chart view (ragkit.dashboard.chart_name)
     assert children["metrics.accuracy/contains_answer"].tolist() == pytest.approx([4 / 6] * 3)
     low, accuracy = (
@@ -172,3 +172,50 @@ def test_checkpoints_follow_the_generator_batch():
     wrapped = CachedGenerator.__new__(CachedGenerator)
     wrapped.inner = SimpleNamespace(batch_size=8)
     assert checkpoint_every(16, wrapped) == 8 and checkpoint_every(4, wrapped) == 4
+
+
+def test_runs_written_with_flat_retrieval_settings_are_still_reported(experiment_dict):
+    """A run folder from before the retrieval settings were nested (flat config.yaml, another
+    hash) is found by its settings and reported as current: only the layout changed."""
+    import yaml
+
+    from ragkit.report import load_results
+
+    results = run(experiment_dict)
+    folder = results[0].run_dir
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["strategy"] = {
+        **{k: v for k, v in config["strategy"].items() if k != "retrieval"},
+        **config["strategy"]["retrieval"],
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    folder.rename(folder.with_name("oldflatlayout"))
+    path = Path(experiment_dict["output_dir"]) / "exp.yaml"
+    path.write_text(yaml.safe_dump(experiment_dict))
+    table = load_results(path).set_index("config_name")
+    assert table.loc["rag k=1", "config_hash"] == "oldflatlayout"
+    assert not table.loc["rag k=1", "older_version"] and table.loc["rag k=1", "strategy.retrieval.k"] == 1
+
+
+def test_predictions_written_before_provenance_was_typed_are_read(tmp_path):
+    old = {
+        "example_id": "q1",
+        "answer": "Paris",
+        "cost": {"input_tokens": 10, "calls": 1},
+        "provenance": {
+            "raw_answer": "Paris.",
+            "context_ids": ["a#0"],
+            "evidence_recall": 1.0,
+            "gold_survived": True,
+            "dropped_tokens": 3,
+            "cached": False,
+            "compression": 0.5,
+            "demo_ids": ["p1"],
+        },
+    }
+    path = tmp_path / "predictions.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    [p] = read_predictions(path).values()
+    assert p.provenance.raw_answer == "Paris." and p.provenance.context_ids == ["a#0"]
+    assert p.provenance.gold_survived is True and p.provenance.dropped_tokens == 3
+    assert p.provenance.measures == {"compression": 0.5} and p.provenance.details == {"demo_ids": ["p1"]}

@@ -67,11 +67,16 @@ def test_suggest_prints_ranked_budgets_writes_files_and_logs_to_the_parent_run(f
     out = tmp_path / "suggest"
     result = CliRunner().invoke(
         app,
-        ["suggest", str(path), "--budget", "60", "--budget", "1k", "--output", str(out)],
+        ["suggest", str(path), "--budget", "60", "--budget", "1k", "--output", str(out), "--bootstrap", "20"],
         terminal_width=200,
     )
     assert result.exit_code == 0, result.output
-    assert "budget 60 tokens" in result.output and "budget 1024 tokens" in result.output
+    flat = " ".join(result.output.split())  # rich wraps titles at the terminal width
+    assert "budget 60 tokens per question, fit: max" in flat and "budget 1024 tokens" in flat
+    assert "--fit max: every question within the budget" in flat
+    assert "fit quality" in flat and "over 20 resamples" in flat
+    quality = pd.read_csv(out / "fit_quality.csv")
+    assert {"r2", "r2_low", "r2_high", "noise_ceiling"} <= set(quality.columns)
     assert "regret" in result.output and "oracle route" in result.output
     table = pd.read_csv(out / "suggestions.csv")
     assert (table["tokens"] <= table["budget"]).all()
@@ -112,6 +117,8 @@ def test_suggest_reads_an_mlflow_parent_run_too(finished, tmp_path):
             "--output",
             str(tmp_path / "s2"),
             "--no-log",
+            "--bootstrap",
+            "0",
         ],
         terminal_width=200,
     )
@@ -125,3 +132,95 @@ def test_bad_budget_or_by_is_a_clear_error(finished):
     assert result.exit_code == 2 and "--budget" in result.output
     result = CliRunner().invoke(app, ["suggest", str(path), "--budget", "1k", "--by", "dataset"])
     assert result.exit_code == 2 and "--by" in result.output
+    result = CliRunner().invoke(app, ["suggest", str(path), "--budget", "1k", "--fit", "median"])
+    assert result.exit_code == 2 and "--fit 'median'" in result.output
+    tiny = CliRunner().invoke(app, ["suggest", str(path), "--budget", "10", "--bootstrap", "0", "--no-log"])
+    flat = " ".join(tiny.output.split())
+    assert tiny.exit_code == 0 and "budget 10 tokens per question, fit: max" in flat
+    assert "no configuration fits; the smallest, rag k=0, needs" in flat
+
+
+def _fit_results():
+    """rag k=1 has mean 212 and max 347 tokens per question (the issue's case); k=0 fits anyway."""
+    common = {"generator.model": "m", "dataset.name": "d", "strategy.type": "rag", "n_questions": 50}
+    return pd.DataFrame(
+        [
+            {**common, "config_name": "rag k=0", "config_hash": "a", "strategy.k": 0, "contains_answer": 0.1}
+            | {
+                "effective_context_tokens": 60,
+                "effective_context_tokens_p95": 70,
+                "effective_context_tokens_max": 80,
+            },
+            {**common, "config_name": "rag k=1", "config_hash": "b", "strategy.k": 1, "contains_answer": 0.3}
+            | {
+                "effective_context_tokens": 212,
+                "effective_context_tokens_p95": 250,
+                "effective_context_tokens_max": 347,
+            },
+        ]
+    )
+
+
+@pytest.mark.parametrize(("fit", "fits_256"), [("max", False), ("p95", True), ("mean", True)])
+def test_a_budget_is_per_question(fit, fits_256):
+    from ragkit.regret import regret_table
+    from ragkit.suggestion import suggest
+
+    table = suggest(_fit_results(), [256, 75], "contains_answer", fit=fit)
+    assert ("rag k=1" in set(table["configuration"])) == fits_256
+    # at 75 tokens only k=0 fits its p95 (70) and mean (60); its max is 80
+    assert [u["smallest"] for u in table.attrs["unfit"]] == (["rag k=0"] if fit == "max" else [])
+    assert (table["tokens"] <= 256).all()
+    regret = regret_table(_fit_results(), [256], "contains_answer", fit=fit).iloc[0]
+    assert regret["grid_best"] == ("rag k=1" if fits_256 else "rag k=0")
+
+
+def test_token_statistics_come_from_the_scores_when_summaries_lack_them():
+    from ragkit.suggestion import fill_token_statistics, with_budget
+
+    old = _fit_results().drop(columns=["effective_context_tokens_max", "effective_context_tokens_p95"])
+    with pytest.raises(KeyError, match="effective_context_tokens_max"):
+        with_budget(old)
+    scores = pd.DataFrame(
+        {"config_hash": ["a", "a", "b", "b", "b"], "cost_effective_context_tokens": [40, 80, 100, 189, 347]}
+    )
+    filled = fill_token_statistics(old, scores)
+    assert filled["effective_context_tokens_max"].tolist() == [80, 347]
+    assert filled["effective_context_tokens_p50"].tolist() == [60, 189]
+
+
+def test_noise_ceiling_by_hand():
+    from ragkit.validation import noise_ceiling, question_matrix
+
+    scores = pd.DataFrame(
+        {
+            "example_id": ["a", "b", "c", "d"] * 2,
+            "config_hash": ["x"] * 4 + ["y"] * 4,
+            "contains_answer": [1, 0, 1, 0, 1, 1, 1, 1.0],
+        }
+    )
+    # x: mean 0.5, per-question variance 1/3 (ddof 1), variance of the mean 1/12; y: 1.0, 0.
+    # Spread of the means: 2 * 0.25^2 = 0.125 -> ceiling 1 - (1/12) / 0.125 = 1/3
+    results = pd.DataFrame({"config_hash": ["x", "y"]})
+    matrix = question_matrix(scores, "contains_answer")
+    assert noise_ceiling(results, matrix, "contains_answer") == pytest.approx(1 / 3)
+
+
+def test_bootstrap_validation_gives_intervals_around_the_point_values(finished):
+    from ragkit.report import load_results, load_scores
+    from ragkit.validation import bootstrap_validation, mean_regret_summary
+
+    path, _ = finished
+    validation = bootstrap_validation(
+        load_results(path), load_scores(path), [60, 1024], "contains_answer", n_boot=30
+    )
+    [fit] = validation["fit"].to_dict("records")
+    assert fit["n_questions"] == 4 and fit["r2_low"] <= fit["r2_high"] <= 1.0
+    assert fit["noise_ceiling"] <= 1.0
+    regret = validation["regret"]
+    assert (regret["grid_best_score_low"] <= regret["grid_best_score"] + 1e-9).all()
+    assert (regret["grid_best_score"] <= regret["grid_best_score_high"] + 1e-9).all()
+    assert {"model_pick_score_low", "regret_high", "full_context_regret_low"} <= set(regret.columns)
+    summary = mean_regret_summary(validation).set_index("pick")
+    assert summary.loc["oracle (grid best)", "mean regret"] == 0.0
+    assert summary.loc["allocation model", "low"] <= summary.loc["allocation model", "high"]

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ragkit.allocation import DEFAULT_DIMS, Dim, parse_dim, with_dims
@@ -37,22 +38,29 @@ def _table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
-def _display(part: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _display(
+    part: pd.DataFrame, metric: str, fit: str = "max", names: Sequence[str] = ("k", "m", "n")
+) -> pd.DataFrame:
     def fmt(value: Any, digits: int = 3) -> str:
         return "-" if pd.isna(value) else f"{value:.{digits}f}"
+
+    def whole(value: Any) -> str:  # a measured dimension (mean calls) is not always whole
+        return fmt(value, 0 if pd.isna(value) or float(value).is_integer() else 1)
+
+    def tokens(values: pd.Series) -> list[str]:
+        return [
+            f"{t:.0f}" if s == "measured" else f"~{t:.0f} (est.)"
+            for t, s in zip(values, part["tokens_source"], strict=True)
+        ]
 
     return pd.DataFrame(
         {
             "rank": part["rank"],
             "configuration": part["configuration"],
             "strategy": part["strategy"],
-            "k": part["k"].map(lambda v: fmt(v, 0)),
-            "m": part["m"].map(lambda v: fmt(v, 0)),
-            "n": part["n"].map(lambda v: fmt(v, 0)),
-            "eff. ctx tokens": [
-                f"{t:.0f}" if s == "measured" else f"~{t:.0f} (est.)"
-                for t, s in zip(part["tokens"], part["tokens_source"], strict=True)
-            ],
+            **{name: part[name].map(whole) for name in names if name in part},
+            f"eff. ctx tokens ({fit}/question)": tokens(part["tokens"]),
+            **({} if fit == "mean" else {"mean": tokens(part["mean_tokens"])}),
             f"predicted {metric}": part["predicted"].map(fmt),
             f"measured {metric}": part["measured"].map(fmt),
         }
@@ -73,7 +81,7 @@ def parent_run(source: str, tracking_uri: str | None = None) -> tuple[str | None
 
     from ragkit.config import load_experiment
 
-    experiment = load_experiment(source)
+    experiment = load_experiment(source, allow_code=True)  # read only: nothing is built
     uri = resolve_tracking_uri(tracking_uri or experiment.spec.tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment.name)
@@ -89,36 +97,13 @@ def parent_run(source: str, tracking_uri: str | None = None) -> tuple[str | None
     return (runs[0].info.run_id if runs else None), uri
 
 
-def oracle_routes(source: str, results: pd.DataFrame, metric: str, tracking_uri: str | None) -> pd.DataFrame:
-    """Oracle routing (per question the better of a RAG configuration and full context) for every
-    RAG configuration paired with each full-context configuration of the same group."""
-    from ragkit.report import load_scores
-    from ragkit.strategies.route import oracle_route
-    from ragkit.suggestion import STRATEGY, group_of
+def load_experiment_seed(source: str) -> int:
+    """The experiment's seed (bootstrap resamples), 0 for an MLflow run id."""
+    if not str(source).endswith((".yaml", ".yml")):
+        return 0
+    from ragkit.config import load_experiment
 
-    if STRATEGY not in results or not results[STRATEGY].isin(["full_context"]).any():
-        return pd.DataFrame()
-    scores = load_scores(source, tracking_uri)
-    if scores.empty or "config_hash" not in scores:
-        return pd.DataFrame()
-    rows = []
-    for key, group in results.groupby(group_of(results), sort=True):
-        fulls = group[group[STRATEGY] == "full_context"]
-        for _, full in fulls.iterrows():
-            fc = scores[scores["config_hash"] == full["config_hash"]]
-            for _, rag in group[group[STRATEGY] == "rag"].iterrows():
-                rs = scores[scores["config_hash"] == rag["config_hash"]]
-                if rs.empty or fc.empty:
-                    continue
-                rows.append(
-                    {
-                        "group": key,
-                        "rag_config": rag["config_name"],
-                        "full_context_config": full["config_name"],
-                        **oracle_route(rs, fc, metric),
-                    }
-                )
-    return pd.DataFrame(rows)
+    return load_experiment(source).spec.seed
 
 
 def analyse(
@@ -130,8 +115,14 @@ def analyse(
     top: int,
     by: str,
     dims: Sequence[Dim] = DEFAULT_DIMS,
+    fit: str = "max",
+    scores: pd.DataFrame | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Fit, suggest, regret and plots for every group; writes everything into ``out_dir``."""
+    """Fit, suggest, regret and plots for every group; writes everything into ``out_dir``. With
+    per-question ``scores``: the fit's noise ceiling and (``n_boot`` > 0) bootstrap intervals over
+    questions for R^2, regret and the picks' scores (:mod:`ragkit.validation`)."""
     from ragkit import plots
     from ragkit.regret import regret_table
     from ragkit.suggestion import (
@@ -141,21 +132,33 @@ def analyse(
         group_of,
         short_label,
         suggest,
+        with_budget,
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    clean = results.dropna(subset=[metric, "effective_context_tokens"])
+    clean = with_budget(results, fit).dropna(subset=[metric, "effective_context_tokens", "budget_tokens"])
     fits = fit_results(clean, metric, dims, by=by)
-    table = suggest(clean, budgets, metric, dims, top=top, by=by)
-    regret = regret_table(clean, budgets, metric, dims, by=by)
+    table = suggest(clean, budgets, metric, dims, top=top, by=by, fit=fit)
+    regret = regret_table(clean, budgets, metric, dims, by=by, fit=fit)
+    validation = None
+    if scores is not None and not scores.empty and metric in scores:
+        from ragkit.validation import bootstrap_validation
+
+        validation = bootstrap_validation(
+            clean, scores, budgets, metric, dims, by=by, fit=fit, n_boot=n_boot, seed=seed
+        )
+        bounds = [c for c in validation["regret"].columns if c.endswith(("_low", "_high"))]
+        regret = regret.merge(validation["regret"][["group", "budget", *bounds]], on=["group", "budget"])
     files = []
     plots_of: dict[str, list[int]] = {}
     for i, (key, group) in enumerate(clean.groupby(group_of(clean), sort=True)):
         gf = fit_for(fits, group, by)
-        pool = candidates(group, gf, metric, dims)
+        pool = candidates(group, gf, metric, dims, fit=fit)
         title = f"{metric}: {short_label(str(key))}"
         files.append(
-            plots.scaling_plot(pool, budgets, out_dir / f"scaling_{i}.png", metric=metric, title=title)
+            plots.scaling_plot(
+                pool, budgets, out_dir / f"scaling_{i}.png", metric=metric, title=title, fit=fit
+            )
         )
         if gf is not None:
             files.append(plots.calibration_plot(pool, out_dir / f"calibration_{i}.png", metric=metric))
@@ -175,7 +178,10 @@ def analyse(
         files.append(out_dir / name)
     (out_dir / "allocation_fit.json").write_text(json.dumps(fit_doc, indent=2, default=str))
     files.append(out_dir / "allocation_fit.json")
-    return {"suggestions": table, "regret": regret, "fits": fit_doc, "files": files}
+    if validation is not None:
+        validation["fit"].to_csv(out_dir / "fit_quality.csv", index=False)
+        files.append(out_dir / "fit_quality.csv")
+    return {"suggestions": table, "regret": regret, "fits": fit_doc, "files": files, "validation": validation}
 
 
 def suggest_command(
@@ -202,17 +208,32 @@ def suggest_command(
         list[str] | None,
         typer.Option(
             "--dim",
-            help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y][:min=Z], read as "
+            help="extra theta dimension NAME=COLUMN[:default=X][:offset=Y][:min=Z][:shift=S], read as "
             "log(value + offset) (offset 0.01 by default, as in the paper), e.g. "
             "keep=strategy.pruner.keep_ratio:default=1:offset=0; a name k, m or n replaces that "
-            "dimension, e.g. k=strategy.k:offset=1 (repeatable)",
+            "dimension, e.g. k=strategy.retrieval.k:offset=1 (repeatable)",
         ),
     ] = None,
+    fit: Annotated[
+        str,
+        typer.Option(
+            help="which questions must fit --budget: 'max' (every question, as in the paper's Eq. 1),"
+            " 'p95' (95% of them) or 'mean' (the mean effective context; single questions may exceed it)"
+        ),
+    ] = "max",
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="resamples of the questions for intervals on R^2, regret and the picks' scores"
+            " (0: none; the noise ceiling is shown either way)",
+            min=0,
+        ),
+    ] = 100,
 ) -> None:
     """Suggest the budget-optimal configuration from finished runs (no model runs)."""
     from ragkit.budget import parse_tokens
-    from ragkit.report import load_results, older_versions_note
-    from ragkit.suggestion import BY, short_label
+    from ragkit.report import load_results, older_versions_note, stale_scores_note
+    from ragkit.suggestion import BY, FIT_WORDS, FITS, declared_dims, short_label
 
     try:
         budgets = [parse_tokens(b) for b in budget]
@@ -222,39 +243,83 @@ def suggest_command(
     if by not in BY:
         console.print(f"[bold red]error:[/] --by {by!r}: expected one of {', '.join(BY)}")
         raise typer.Exit(2)
+    if fit not in FITS:
+        console.print(f"[bold red]error:[/] --fit {fit!r}: expected one of {', '.join(FITS)}")
+        raise typer.Exit(2)
     try:
-        dims = with_dims([parse_dim(d) for d in dim or []])
+        extra = [parse_dim(d) for d in dim or []]
+        with_dims(extra)
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    results = load_results(source, tracking_uri)
+    from ragkit.config import ConfigError
+
+    try:
+        results = load_results(source, tracking_uri)
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     if results.empty:
         console.print(f"[bold red]error:[/] no finished configurations found for {source}")
         raise typer.Exit(2)
+    dims = with_dims(extra, declared_dims(results))  # k, m, n and what the strategies declare
     if note := older_versions_note(results, source):
+        console.print(f"[yellow]{note}[/yellow]")
+    if note := stale_scores_note(results, source):
         console.print(f"[yellow]{note}[/yellow]")
     if metric not in results.columns:
         console.print(f"[bold red]error:[/] --metric {metric!r} is not a result column")
         raise typer.Exit(2)
+    from ragkit.report import load_scores
+    from ragkit.suggestion import fill_token_statistics
+
+    scores = load_scores(source, tracking_uri)
+    if FITS[fit] not in results or results[FITS[fit]].isna().any():  # summaries older than the statistic
+        results = fill_token_statistics(results, scores)
     if output is None:  # next to the experiment's run folders, or ./runs/<run id>/suggest
         if Path(source).is_file():
             from ragkit.config import load_experiment
 
-            spec = load_experiment(source)
+            spec = load_experiment(source, allow_code=True)  # read only
             output = Path(spec.spec.output_dir) / spec.name / "suggest"
         else:
             output = Path("runs") / str(source)[:12] / "suggest"
-    report = analyse(results, budgets, metric, output, top=top, by=by, dims=dims)
-    for key, fit in report["fits"].items():
+    seed = load_experiment_seed(source)
+    report = analyse(
+        results, budgets, metric, output, top=top, by=by, dims=dims, fit=fit, scores=scores,
+        n_boot=bootstrap, seed=seed,
+    )  # fmt: skip
+    console.print(f"budgets are per question; --fit {fit}: {FIT_WORDS[fit]}")
+    for key, model in report["fits"].items():
         console.print(
-            f"[bold]{key}[/]: fitted on {fit['n_points']} configurations, R^2 {fit['r2']:.3f} "
-            f"(logit {fit['r2_logit']:.3f}), MSE {fit['mse']:.5f}; "
-            f"theta={fit['dims']}: a={_round(fit['a'])}, b={_round(fit['b'])}, c={fit['c']:.3f}"
+            f"[bold]{key}[/]: fitted on {model['n_points']} configurations, R^2 {model['r2']:.3f} "
+            f"(logit {model['r2_logit']:.3f}), MSE {model['mse']:.5f}; "
+            f"theta={model['dims']}: a={_round(model['a'])}, b={_round(model['b'])}, c={model['c']:.3f}"
         )
     for (key, value), part in report["suggestions"].groupby(["group", "budget"], sort=False):
-        console.print(_table(_display(part, metric), title=f"budget {value} tokens ({short_label(key)})"))
+        title = f"budget {value} tokens per question, fit: {fit} ({short_label(key)})"
+        console.print(_table(_display(part, metric, fit, [d.name for d in dims]), title=title))
+    for miss in report["suggestions"].attrs.get("unfit", []):
+        console.print(
+            f"[yellow]budget {miss['budget']} tokens per question, fit: {fit} ({short_label(miss['group'])}):"
+            f" no configuration fits; the smallest, {miss['smallest']}, needs {miss['tokens']:.0f} tokens"
+            f" ({fit} per question; mean {miss['mean_tokens']:.0f})[/yellow]"
+        )
+    if report["validation"] is not None:
+        from ragkit.validation import fit_quality_table, mean_regret_summary
+
+        title = "fit quality: R^2 next to the R^2 a perfect model reaches with this sampling noise"
+        console.print(_table(fit_quality_table(report["validation"], lambda k: short_label(str(k))), title))
+        if bootstrap:
+            summary = mean_regret_summary(report["validation"]).round(4)
+            console.print(_table(summary, title=f"mean regret over budgets, {bootstrap} bootstrap resamples"))
     regret = report["regret"]
     if not regret.empty:
+        from ragkit.validation import with_interval
+
+        for column in ("grid_best_score", "regret", "largest_k_regret", "full_context_regret"):
+            if column in regret and f"{column}_low" in regret:
+                regret[column] = with_interval(regret, column, 4 if column.endswith("regret") else 3)
         shown = [
             c
             for c in (
@@ -275,8 +340,11 @@ def suggest_command(
         view = regret[shown].round(4)
         if regret["group"].nunique() > 1:
             view.insert(0, "group", regret["group"].map(lambda k: short_label(str(k))))
-        console.print(_table(view, title="regret (grid best - pick), per budget"))
-    routes = oracle_routes(source, results, metric, tracking_uri)
+        ci = f"; [95% CI] over {bootstrap} resamples of the questions" if bootstrap else ""
+        console.print(_table(view, title=f"regret (grid best - pick), per budget, fit: {fit}{ci}"))
+    from ragkit.regret import oracle_routes
+
+    routes = oracle_routes(results, scores, metric)
     if not routes.empty:
         routes.to_csv(output / "oracle_route.csv", index=False)
         report["files"].append(output / "oracle_route.csv")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ragkit.data.base import DatasetError
@@ -162,3 +163,49 @@ def fill(
                 if skips >= MAX_SKIPS:
                     break
     return chosen, counts
+
+
+def locate(passages: list[Document], counts: list[int], offset: float) -> tuple[int, int, float]:
+    """(passage, sentence boundary inside it, token offset of that boundary) nearest ``offset``."""
+    if not passages:
+        raise DatasetError("needle dataset: field 'length' leaves no room for a haystack around the needles")
+    cumulative = 0
+    for p, n in enumerate(counts):
+        if offset <= cumulative + n or p == len(counts) - 1:
+            inside = len(passages[p].sentences)
+            k = round(min(max((offset - cumulative) / max(n, 1), 0.0), 1.0) * inside)
+            return p, k, cumulative + n * k / max(inside, 1)
+        cumulative += n
+    return 0, 0, 0.0
+
+
+def insert_sentences(
+    passages: Sequence[Document],
+    counts: Sequence[int],
+    items: Sequence[tuple[str, float]],
+    loader: str = "needle",
+) -> tuple[list[Document], dict[str, str], list[float]]:
+    """Each ``(sentence, token offset)`` put at the sentence boundary nearest its offset in the
+    haystack ``passages`` (token ``counts``). Returns the new passages, sentence -> id of the
+    passage holding it, and each sentence's realised depth (share of the haystack's tokens)."""
+    out = list(passages)
+    total = sum(counts)
+    placed: dict[int, list[tuple[int, str]]] = {}  # passage index -> [(sentence index, sentence)]
+    realised = []
+    if not out:
+        raise DatasetError(
+            f"{loader} dataset: field 'length' leaves no room for a haystack around the needles"
+        )
+    for sentence, offset in items:
+        p, k, where = locate(out, list(counts), offset)
+        placed.setdefault(p, []).append((k, sentence))
+        realised.append(where / total if total else 0.0)
+    owner: dict[str, str] = {}
+    for p, inserted in placed.items():
+        parts = list(out[p].sentences)
+        for k, sentence in sorted(inserted, key=lambda x: x[0], reverse=True):
+            parts.insert(k, sentence)
+        out[p] = replace(out[p], text=" ".join(parts), sentences=tuple(parts))
+        for _, sentence in inserted:
+            owner[sentence] = out[p].id
+    return out, owner, realised

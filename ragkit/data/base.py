@@ -74,6 +74,8 @@ class DatasetLoader(Component, ABC):
     seed: int = 0
     partition: str = "all"
     ids: list[str] | None = None
+    # True when the data is the user's own copy (``path:``), not packaged or generated here.
+    local_copy: bool = False
 
     @abstractmethod
     def load(self) -> LoadedDataset:
@@ -95,6 +97,7 @@ class DatasetLoader(Component, ABC):
             "available": False,
             "questions": None,
             "note": "",
+            "local_copy": self.local_copy,
         }
         try:
             path = self.source_path()
@@ -136,6 +139,15 @@ class DatasetLoader(Component, ABC):
                     f"{self._name()}: field 'ids': {len(missing)} id(s) not in the data, e.g. {missing[:3]}"
                 )
             out = [e for e in out if e.id in wanted]
+        if self.sample is not None and self.sample > len(out):
+            log.warning(
+                "%s: sample: %d asks for more questions than the %d available%s; using all %d",
+                self._name(),
+                self.sample,
+                len(out),
+                f" (partition {self.partition!r}, after filters)" if self.partition != "all" or keep else "",
+                len(out),
+            )
         if self.sample is not None and self.sample < len(out):
             ranked = sorted(out, key=lambda e: _hash_int(f"{self.seed}\0{e.id}"))
             chosen = {id(e) for e in ranked[: self.sample]}

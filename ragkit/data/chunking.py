@@ -22,12 +22,14 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from ragkit import _llamaindex
 from ragkit.component import Component
+from ragkit.constraints import Count, NonNegativeInt, Tokens
 from ragkit.data.sentences import trimmed_spans
 from ragkit.registry import register
+from ragkit.security import CodeReference
 from ragkit.types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,7 @@ class SentenceChunker(Chunker):
 
     version = "1"
 
-    def __init__(self, *, size: int = 3, overlap: int = 0) -> None:
+    def __init__(self, *, size: Count = 3, overlap: NonNegativeInt = 0) -> None:
         self.size = size
         self.overlap = overlap
 
@@ -203,7 +205,7 @@ class TokenChunker(Chunker):
 
     version = "1"
 
-    def __init__(self, *, size: int = 128, overlap: int = 0, tokenizer: str = "cl100k") -> None:
+    def __init__(self, *, size: Tokens = 128, overlap: NonNegativeInt = 0, tokenizer: str = "cl100k") -> None:
         self.size = size
         self.overlap = overlap
         self.tokenizer = tokenizer
@@ -269,7 +271,7 @@ class LlamaIndexChunker(Chunker):
     def __init__(
         self,
         *,
-        parser: str = "sentence",
+        parser: Annotated[str, CodeReference(builtin=tuple(_LLAMAINDEX_PARSERS))] = "sentence",
         options: dict[str, Any] | None = None,
         tokenizer: str | None = None,
     ) -> None:
@@ -279,6 +281,9 @@ class LlamaIndexChunker(Chunker):
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "llama_index_core": _llamaindex.library_version()}
+
+    def check(self) -> None:
+        self._parser()  # imports the parser and validates its options before any data loads
 
     def _parser(self) -> Any:
         if hasattr(self, "parser_"):

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from ragkit.constraints import Count, Fraction, Seed, Tokens
 from ragkit.data._haystack_tools import (
     TokenCounter,
     fill,
@@ -118,13 +119,13 @@ class Haystack(DatasetLoader):
         self,
         *,
         base: DatasetLoader,
-        length: int | str = 4096,
-        depth: float | Literal["random"] = 0.5,
+        length: Tokens | str = 4096,
+        depth: Fraction | Literal["random"] = 0.5,
         tokenizer: str = "smollm2",
         distractors: Literal["other-examples"] = "other-examples",
         own_distractors: bool = True,
-        sample: int | None = None,
-        seed: int = 0,
+        sample: Count | None = None,
+        seed: Seed = 0,
         partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:

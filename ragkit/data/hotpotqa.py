@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ragkit.constraints import Count, Seed
 from ragkit.data.base import (
     DatasetError,
     DatasetLoader,
@@ -137,8 +138,8 @@ class HotpotQA(DatasetLoader):
         levels: list[str] | None = None,
         corpus: Literal["own", "shared"] = "own",
         shared_corpus: Literal["selected", "all"] = "selected",
-        sample: int | None = None,
-        seed: int = 0,
+        sample: Count | None = None,
+        seed: Seed = 0,
         partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ragkit.constraints import Count, Seed
 from ragkit.data.base import (
     DatasetError,
     DatasetLoader,
@@ -229,6 +230,7 @@ class JsonlDataset(DatasetLoader):
     as sentences (answer≈) for records that do not say otherwise."""
 
     version = "2"
+    local_copy = True
 
     def __init__(
         self,
@@ -239,8 +241,8 @@ class JsonlDataset(DatasetLoader):
         evidence: EvidenceMode = "auto",
         allow_missing_evidence: bool = False,
         answer_format: AnswerFormat | None = None,
-        sample: int | None = None,
-        seed: int = 0,
+        sample: Count | None = None,
+        seed: Seed = 0,
         partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ragkit.constraints import Count, Seed
 from ragkit.data.base import DatasetError, DatasetLoader, LoadedDataset, Partition, fresh, read_memoised
 from ragkit.data.sentences import split_sentences
 from ragkit.registry import register
@@ -107,6 +108,7 @@ class LaRA(DatasetLoader):
     reads them byte for byte."""
 
     version = "2"  # 2: whitespace parameter, collapsed by default
+    local_copy = True
 
     def __init__(
         self,
@@ -115,8 +117,8 @@ class LaRA(DatasetLoader):
         context: Literal["32k", "128k"] = "32k",
         subsets: list[str] | None = None,
         types: list[str] | None = None,
-        sample: int | None = None,
-        seed: int = 0,
+        sample: Count | None = None,
+        seed: Seed = 0,
         partition: Partition = "all",
         ids: list[str] | None = None,
         whitespace: Literal["collapse", "keep"] = "collapse",

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ragkit.constraints import Count, Fraction, Seed, Tokens
 from ragkit.data._haystack_tools import (
     TokenCounter,
     fill,
+    insert_sentences,
     parse_depth,
     parse_length,
     rendered,
@@ -100,16 +102,16 @@ class Needle(DatasetLoader):
     def __init__(
         self,
         *,
-        length: int | str = 4096,
-        depth: float | Literal["random"] = 0.5,
-        needles: int = 1,
+        length: Tokens | str = 4096,
+        depth: Fraction | Literal["random"] = 0.5,
+        needles: Count = 1,
         variant: Literal["single", "multi-key", "multi-value"] = "single",
         tokenizer: str = "smollm2",
-        n: int = 20,
-        passage_tokens: int = 200,
+        n: Count = 20,
+        passage_tokens: Tokens = 200,
         path: str | None = None,
-        sample: int | None = None,
-        seed: int = 0,
+        sample: Count | None = None,
+        seed: Seed = 0,
         partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:
@@ -208,21 +210,9 @@ class Needle(DatasetLoader):
         first = seeded(self.seed, example_id, "depth").random() if depth == "random" else float(depth)
         depths = [first] + [rng.random() for _ in needles[1:]]
         total = sum(counts)
-        placed: dict[int, list[tuple[int, str]]] = {}  # passage index -> [(sentence index, needle)]
-        realised = 0.0
-        for j, (needle, at) in enumerate(zip(needles, depths, strict=True)):
-            p, k, where = _locate(passages, counts, at * total)
-            placed.setdefault(p, []).append((k, needle))
-            if j == 0:
-                realised = where / total if total else 0.0
-        evidence_docs: dict[str, str] = {}
-        for p, items in placed.items():
-            parts = list(passages[p].sentences)
-            for k, needle in sorted(items, key=lambda x: x[0], reverse=True):
-                parts.insert(k, needle)
-            passages[p] = replace(passages[p], text=" ".join(parts), sentences=tuple(parts))
-            for _, needle in items:
-                evidence_docs[needle] = passages[p].id
+        passages, evidence_docs, realised = insert_sentences(
+            passages, counts, [(needle, at * total) for needle, at in zip(needles, depths, strict=True)]
+        )
         asked_needles = needles if self.variant == "multi-value" else needles[:1]
         key = owners[0]
         question = (QUESTION_ALL if self.variant == "multi-value" else QUESTION).format(key=key)
@@ -234,7 +224,7 @@ class Needle(DatasetLoader):
             "length": length,
             "depth": depth,
             "actual_tokens": actual,
-            "evidence_position": realised,
+            "evidence_position": realised[0],
             "n_passages": len(passages),
             "needle_key": key,
             "needle_values": list(asked),
@@ -262,17 +252,3 @@ class Needle(DatasetLoader):
             yield Document(id=f"{example_id}/p{number}", text=" ".join(parts), sentences=tuple(parts))
             if position - start >= len(sentences):
                 return
-
-
-def _locate(passages: list[Document], counts: list[int], offset: float) -> tuple[int, int, float]:
-    """(passage, sentence boundary inside it, token offset of that boundary) nearest ``offset``."""
-    if not passages:
-        raise DatasetError("needle dataset: field 'length' leaves no room for a haystack around the needles")
-    cumulative = 0
-    for p, n in enumerate(counts):
-        if offset <= cumulative + n or p == len(counts) - 1:
-            inside = len(passages[p].sentences)
-            k = round(min(max((offset - cumulative) / max(n, 1), 0.0), 1.0) * inside)
-            return p, k, cumulative + n * k / max(inside, 1)
-        cumulative += n
-    return 0, 0, 0.0

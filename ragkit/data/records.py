@@ -49,7 +49,12 @@ class Record:
 
 def read_records(path: Path) -> list[Record]:
     """The objects of a JSON Lines file or a JSON array file; ``[]`` for an empty file."""
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # name the line, not just the byte offset
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from ragkit.constraints import Count, Seed
 from ragkit.data.base import (
     DatasetError,
     DatasetLoader,
@@ -138,8 +139,8 @@ class SquadV2(DatasetLoader):
         answerable: bool | None = None,
         articles: list[str] | None = None,
         corpus: Literal["paragraph", "article", "document", "shared"] = "article",
-        sample: int | None = None,
-        seed: int = 0,
+        sample: Count | None = None,
+        seed: Seed = 0,
         partition: Partition = "all",
         ids: list[str] | None = None,
     ) -> None:

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ragkit.config import ConfigError
+from ragkit.constraints import Count, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from ragkit.executors.base import Executor
 from ragkit.registry import register
 from ragkit.types import stable_hash
@@ -97,10 +98,10 @@ class RayExecutor(Executor):
         self,
         *,
         address: str | None = None,
-        workers: int | None = None,
-        num_cpus: float | None = None,
-        num_gpus: float | None = None,
-        max_retries: int = 3,
+        workers: Count | None = None,
+        num_cpus: PositiveFloat | None = None,
+        num_gpus: NonNegativeFloat | None = None,
+        max_retries: NonNegativeInt = 3,
         worker_cache_dir: str | None = None,
         runtime_env: dict[str, Any] | None = None,
     ) -> None:

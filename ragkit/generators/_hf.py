@@ -81,6 +81,26 @@ class HFPromptGenerator(Generator):
             return str(path.parent), path.name
         return (str(path) if path.exists() else self.model), self.gguf_file
 
+    def check(self) -> None:
+        """The model's files can be found here (packaged, local, or a hub id already in the local
+        Hugging Face cache), before the tokenizer or weights load: a wrong path used to fail only
+        after minutes of data loading, or at the first batch."""
+        if self.model in packaged.PACKAGED and self.gguf_file is None:
+            packaged.resolve(self.model)  # PackagedModelError names the pip command
+            return
+        path = Path(self.model).expanduser()
+        if path.exists():
+            if path.is_dir() and self.gguf_file and not (path / self.gguf_file).is_file():
+                raise ModelLoadError(f"model {self.model!r}: no file {self.gguf_file!r} in that folder")
+            return
+        if self.model.startswith(("/", "./", "../", "~")) or self.model.endswith(".gguf"):
+            raise ModelLoadError(f"model {self.model!r}: no such file or folder")
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(self.model, self.gguf_file or "config.json")
+        if not isinstance(cached, str):
+            raise self._load_error("files", FileNotFoundError("not in the local Hugging Face cache"))
+
     def model_fingerprint(self) -> str:
         """What identifies the weights beyond ``model`` (package version, file size)."""
         if self.model in packaged.PACKAGED and self.gguf_file is None:
@@ -175,11 +195,19 @@ class HFPromptGenerator(Generator):
             raise ValueError(
                 f"generator {self.model!r}: its config has no max_position_embeddings; set context_window"
             )
+        heads = getattr(config, "num_attention_heads", None)
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
         return ModelInfo(
             n_params=self._n_params(),
             n_layers=int(config.num_hidden_layers),
             d_model=int(config.hidden_size),
             context_window=int(window),
+            n_heads=int(heads) if heads else None,
+            n_kv_heads=int(kv_heads) if kv_heads else None,
+            head_dim=int(head_dim) if head_dim else None,
+            layer_windows=layer_windows(config),
+            vocab_size=getattr(config, "vocab_size", None),
         )
 
     def _n_params(self) -> int:
@@ -200,8 +228,50 @@ class HFPromptGenerator(Generator):
                 self.n_params_ = 12 * c.num_hidden_layers * c.hidden_size**2 + c.vocab_size * c.hidden_size
         return self.n_params_
 
+    def dequantised_folder(self, dtype: str) -> Path | None:
+        """A Hugging Face model folder (config + safetensors) of this GGUF's weights de-quantised
+        to ``dtype``, written once under the cache (the one the transformers generator loads):
+        what vLLM loads, as its GGUF support covers fewer architectures and quantisations. The
+        tokenizer is in :meth:`_converted_dir`. None for models that are not a GGUF file."""
+        self._load_meta()
+        converted = self._converted_dir()
+        if converted is None:
+            return None
+        folder = converted / f"weights-{dtype}"
+        if not (folder / WEIGHTS_FILE).is_file():
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            source, gguf = self._source()
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    source, gguf_file=gguf, dtype=getattr(torch, dtype)
+                )
+            except (OSError, ValueError) as exc:
+                raise self._load_error("weights", exc) from exc
+            save_dequantised(folder, model, force=True)
+            del model
+        if not (folder / WEIGHTS_FILE).is_file():
+            raise ModelLoadError(f"could not write the de-quantised weights of {self.model!r} to {folder}")
+        return folder
+
     def stop_strings(self, request: GenerationRequest) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*(self.stop or []), *request.stop]))
+
+
+def layer_windows(config: Any) -> tuple[int | None, ...]:
+    """Each layer's sliding attention window (None: full attention). Configs that interleave local
+    and global layers (Gemma 3: five 512-token sliding layers per full one) list ``layer_types``;
+    older ones (Mistral 7B v0.1) set one ``sliding_window`` for every layer, and some (Qwen2) carry
+    a window that ``use_sliding_window: false`` switches off."""
+    n = int(config.num_hidden_layers)
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types and len(types) == n:
+        return tuple(int(window) if window and "sliding" in str(t) else None for t in types)
+    if window and getattr(config, "use_sliding_window", True) is not False:
+        return (int(window),) * n
+    return (None,) * n
 
 
 def _save_converted(folder: Path, tokenizer: Any, config: Any) -> None:
@@ -250,10 +320,11 @@ def load_dequantised(folder: Path, dtype: Any) -> Any | None:
     return model
 
 
-def save_dequantised(folder: Path, model: Any) -> None:
+def save_dequantised(folder: Path, model: Any, *, force: bool = False) -> None:
     """Best effort, like :func:`_save_converted`: config plus every distinct tensor once (tied
-    weights share storage; transformers re-ties them on load), renamed into place when complete."""
-    if not _weight_cache_enabled() or folder.exists():
+    weights share storage; transformers re-ties them on load), renamed into place when complete.
+    ``force``: write even with the cache turned off (another engine needs the folder)."""
+    if not (force or _weight_cache_enabled()) or folder.exists():
         return
     from safetensors.torch import save_file
 

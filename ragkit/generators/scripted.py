@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo
+from ragkit.constraints import NonNegativeInt, Tokens
+from ragkit.generators.base import Generation, GenerationRequest, Generator, Message, ModelInfo, Prices
 from ragkit.registry import register
 
 
@@ -40,20 +41,26 @@ class ScriptedGenerator(Generator):
     lets tests see what the generator was shown. ``context_window`` is read back through the
     base class property (from ``model_info``), so ``get_params`` still reports it."""
 
+    # Model-internal methods are accepted and answered as plain prompts (a speculative call also
+    # reads its draft's prompt), so strategy tests check plumbing and accounting in milliseconds.
+    methods = ("gemfilter", "speculative")
+
     def __init__(
         self,
         *,
         script: dict[str, str] | None = None,
         default: str = "unknown",
-        context_window: int = 4096,
-        max_new_tokens: int = 16,
-        n_params: int = 1_000_000,
+        context_window: Tokens = 4096,
+        max_new_tokens: Tokens = 16,
+        n_params: NonNegativeInt = 1_000_000,
+        prices: Prices | None = None,
     ) -> None:
         self.script = script
         self.default = default
         self.context_window_ = context_window
         self.max_new_tokens = max_new_tokens
         self.n_params = n_params
+        self.prices = prices
         self._tokenizer = WhitespaceTokenizer()
         self.prompts_: list[str] = []  # every prompt seen, for tests
 
@@ -79,11 +86,16 @@ class ScriptedGenerator(Generator):
         for prompt, request in zip(prompts, requests, strict=True):
             self.prompts_.append(prompt)
             words = self._answer(prompt).split()[: request.max_new_tokens or self.max_new_tokens]
+            tokens = len(self._tokenizer.encode(prompt))
+            method = request.method or {}
+            if method.get("name") == "speculative":
+                tokens += len(self._tokenizer.encode(self.render(method["draft"])))
             out.append(
                 Generation(
                     text=" ".join(words),
-                    input_tokens=len(self._tokenizer.encode(prompt)),
+                    input_tokens=tokens,
                     output_tokens=len(words),
+                    meta={"method": method["name"]} if method else {},
                 )
             )
         return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ragkit.constraints import Count, Device, Tokens, TorchDtype
 from ragkit.generators._hf import (
     HFPromptGenerator,
     PromptStyle,
@@ -17,7 +18,10 @@ from ragkit.generators._hf import (
     load_dequantised,
     save_dequantised,
 )
-from ragkit.generators.base import Generation, GenerationRequest
+from ragkit.generators._kv_prefix import PrefixReuse, cache_argument
+from ragkit.generators._methods import METHODS, InternalMethods
+from ragkit.generators._prefix import group_by_prefix
+from ragkit.generators.base import Generation, GenerationRequest, Prices
 from ragkit.registry import register
 
 
@@ -57,24 +61,28 @@ class _StopStrings:
 
 
 @register("generator", "transformers")
-class TransformersGenerator(HFPromptGenerator):
+class TransformersGenerator(InternalMethods, PrefixReuse, HFPromptGenerator):
     """Greedy decoding with ``transformers``; batched with left padding (prompts of similar length
-    are batched together)."""
+    are batched together). Requests with a ``method`` (GemFilter, speculative decoding) run one
+    at a time through :mod:`._methods`."""
 
     version = "2"  # 2: stop strings count only after the answer's first non-blank character
+    methods = METHODS
 
     def __init__(
         self,
         *,
         model: str = "smollm2",
         gguf_file: str | None = None,
-        max_new_tokens: int = 32,
-        batch_size: int = 8,
-        dtype: str = "auto",
-        device: str = "auto",
-        context_window: int | None = None,
+        max_new_tokens: Tokens = 32,
+        batch_size: Count = 8,
+        dtype: TorchDtype = "auto",
+        device: Device = "auto",
+        context_window: Tokens | None = None,
         prompt_style: PromptStyle = "auto",
         stop: list[str] | None = None,
+        prefix_reuse: bool = True,
+        prices: Prices | None = None,
     ) -> None:
         self.model = model
         self.gguf_file = gguf_file
@@ -85,7 +93,10 @@ class TransformersGenerator(HFPromptGenerator):
         self.context_window_ = context_window  # read back via the base class property
         self.prompt_style = prompt_style
         self.stop = stop
+        self.prefix_reuse = prefix_reuse
+        self.prices = prices
         self.model_ = None
+        self.held_prefix_ = None  # see PrefixReuse
 
     def gpus(self, available: bool) -> int:
         if self.device == "auto":
@@ -145,10 +156,35 @@ class TransformersGenerator(HFPromptGenerator):
 
     def _generate(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
         self._load_model()
+        pairs = enumerate(zip(prompts, requests, strict=True))
+        out: dict[int, Generation] = {i: self._method(p, r) for i, (p, r) in pairs if r.method}
+        batched = [i for i in range(len(prompts)) if i not in out]
+        if self.prefix_reuse:
+            plain, batched = batched, []
+            ids = {i: self.tokenizer.encode(prompts[i]) for i in plain}
+            for group in group_by_prefix([ids[i] for i in plain]):
+                members = [plain[m] for m in group.members]
+                shared = group.shared or self._held_match(ids[members[0]])
+                if not shared:  # a prompt that shares no long prefix: batched as usual
+                    batched += members
+                    continue
+                done = self._with_prefix([ids[i] for i in members], shared, [requests[i] for i in members])
+                out.update(zip(members, done, strict=True))
+        if batched:
+            done = self._generate_batched([prompts[i] for i in batched], [requests[i] for i in batched])
+            out.update(zip(batched, done, strict=True))
+        return [out[i] for i in range(len(prompts))]
+
+    def _by_decoding(self, requests: list[GenerationRequest]) -> dict[tuple[int, tuple[str, ...]], list[int]]:
+        """Request indices by what one ``generate`` call must share: output limit and stops."""
         groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         for i, request in enumerate(requests):
             key = (request.max_new_tokens or self.max_new_tokens, self.stop_strings(request))
             groups.setdefault(key, []).append(i)
+        return groups
+
+    def _generate_batched(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
+        groups = self._by_decoding(requests)
         lengths = [len(p) for p in prompts]  # characters: a free proxy for tokens, only to sort
         out: list[Generation | None] = [None] * len(prompts)
         for (max_new, stops), indices in groups.items():
@@ -161,29 +197,33 @@ class TransformersGenerator(HFPromptGenerator):
                     out[i] = generation
         return [g for g in out if g is not None]
 
-    def _batch(self, prompts: list[str], max_new: int, stops: tuple[str, ...]) -> list[Generation]:
+    def _eos_ids(self) -> set[int]:
+        eos = self.model_.generation_config.eos_token_id
+        return {*(eos if isinstance(eos, list) else [eos]), self.hf_tokenizer_.eos_token_id} - {None}
+
+    def _run(
+        self, encoded: dict[str, Any], max_new: int, stops: tuple[str, ...], past: Any = None
+    ) -> tuple[Any, float, float]:
+        """``model.generate`` greedily; returns the output ids and the prefill and decode seconds.
+        With ``past`` (a KV cache of the prompts' first tokens) only the rest is computed."""
         import torch
 
         tok = self.hf_tokenizer_
         model = self.model_
-        encoded = tok(
-            prompts, return_tensors="pt", padding=True, add_special_tokens=self.tokenizer.add_special_tokens
-        ).to(model.device)
         cuda = model.device.type == "cuda"
         timer = _PrefillTimer(torch.cuda.synchronize if cuda else None)
-        eos = model.generation_config.eos_token_id
-        eos_ids = {*(eos if isinstance(eos, list) else [eos]), tok.eos_token_id} - {None}
         started = time.perf_counter()
         with torch.inference_mode():
             output = model.generate(
                 **encoded,
+                **({} if past is None else {cache_argument(model): past}),
                 max_new_tokens=max_new,
                 do_sample=False,
                 temperature=None,  # unset sampling knobs a model's generation_config may carry
                 top_p=None,
                 top_k=None,
                 pad_token_id=tok.pad_token_id,
-                eos_token_id=sorted(eos_ids),
+                eos_token_id=sorted(self._eos_ids()),
                 logits_processor=[timer],
                 stopping_criteria=[_StopStrings(tok, stops, encoded["input_ids"].shape[1])]
                 if stops
@@ -193,7 +233,14 @@ class TransformersGenerator(HFPromptGenerator):
             torch.cuda.synchronize()
         ended = time.perf_counter()
         first = timer.first or ended
-        prefill, decode = first - started, ended - first
+        return output, first - started, ended - first
+
+    def _batch(self, prompts: list[str], max_new: int, stops: tuple[str, ...]) -> list[Generation]:
+        tok = self.hf_tokenizer_
+        encoded = tok(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=self.tokenizer.add_special_tokens
+        ).to(self.model_.device)
+        output, prefill, decode = self._run(encoded, max_new, stops)
         n_in = encoded["attention_mask"].sum(dim=1).tolist()
         new_ids = output[:, encoded["input_ids"].shape[1] :].tolist()
         # One batched call serves every row: its prefill time is shared in proportion to each
@@ -202,7 +249,7 @@ class TransformersGenerator(HFPromptGenerator):
         # share of the decode time.
         results = []
         for ids, n_prompt in zip(new_ids, n_in, strict=True):
-            text, n_out = self._answer(ids, eos_ids, tok.pad_token_id, stops)
+            text, n_out = self._answer(ids, self._eos_ids(), tok.pad_token_id, stops)
             results.append(
                 Generation(
                     text=text,

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from ragkit.cache import cache_key
 from ragkit.data.sentences import split_sentences
 from ragkit.pruners.base import Pruner
-from ragkit.types import AuxUse, Chunk, Evidence, Scored
+from ragkit.types import AuxUse, Batch, Chunk, Evidence, Scored
 
 CACHE_STAGE = "pruner-scores"
 
@@ -197,5 +197,4 @@ class ScoringPruner(Pruner):
                 kept.sort(key=lambda s: (-s.score, s.chunk.position))
             out.append(kept)
             use.append(spent)
-        self.last_use_ = use
-        return out
+        return Batch(out, use)

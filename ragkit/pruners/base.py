@@ -6,14 +6,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from ragkit.component import Component
-from ragkit.types import AuxUse, Evidence, Scored
+from ragkit.types import Evidence, Scored
 
 
 class Pruner(Component, ABC):
-    # Per query of the last ``prune`` call: tokens the model read and seconds it took. A pruner that
-    # runs a model sets it on every call; one that reads nothing (oracle, truncate) leaves it empty.
-    last_use_: Sequence[AuxUse] = ()
-
     @abstractmethod
     def prune(
         self,
@@ -24,4 +20,8 @@ class Pruner(Component, ABC):
     ) -> list[list[Scored]]:
         """For each query, its candidates with text reduced to what is kept (a candidate may be
         dropped entirely). Chunk ids are kept so provenance and gold checks still work.
-        ``evidence`` is passed by strategies always and used only by the oracle pruner."""
+        ``evidence`` is passed by strategies always and used only by the oracle pruner.
+
+        A pruner that runs a model returns a :class:`~ragkit.types.Batch` whose ``use`` says, per
+        query, what the model read and how long it took; one that reads nothing (oracle) may
+        return a plain list."""

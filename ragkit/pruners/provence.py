@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from ragkit.constraints import Count, Device, Fraction
 from ragkit.pruners._scoring import ScoringItem, ScoringPruner, SentenceScores, normalise, pruned_chunk
 from ragkit.registry import register
 from ragkit.types import Chunk
@@ -38,12 +39,12 @@ class ProvencePruner(ScoringPruner):
         self,
         *,
         model: str = DEFAULT_MODEL,
-        threshold: float = 0.1,
+        threshold: Fraction = 0.1,
         always_select_title: bool = False,
         rerank: bool = True,
         keep_empty: bool = False,
-        batch_size: int = 32,
-        device: str = "auto",
+        batch_size: Count = 32,
+        device: Device = "auto",
     ) -> None:
         self.model = model
         self.threshold = threshold

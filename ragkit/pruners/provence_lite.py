@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ragkit.constraints import Count, Device, Fraction, Tokens
 from ragkit.pruners._scoring import ScoringItem, ScoringPruner, SentenceScores
 from ragkit.registry import register
 
@@ -36,12 +37,12 @@ class ProvenceLitePruner(ScoringPruner):
         self,
         *,
         model: str = DEFAULT_MODEL_DIR,
-        threshold: float | None = None,
+        threshold: Fraction | None = None,
         rerank: bool = True,
         keep_empty: bool = False,
-        max_length: int = 256,
-        batch_size: int = 32,
-        device: str = "auto",
+        max_length: Tokens = 256,
+        batch_size: Count = 32,
+        device: Device = "auto",
     ) -> None:
         self.model = model
         self.threshold = threshold

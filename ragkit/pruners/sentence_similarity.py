@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ragkit.constraints import Count, Device, PositiveFraction, Similarity
 from ragkit.pruners._scoring import ScoringItem, ScoringPruner, SentenceScores
 from ragkit.registry import register
 from ragkit.retrievers._embedder import embed, load_embedder
@@ -29,12 +30,12 @@ class SentenceSimilarityPruner(ScoringPruner):
         self,
         *,
         model: str = "minilm",
-        threshold: float | None = None,
-        keep_ratio: float | None = 0.5,
+        threshold: Similarity | None = None,
+        keep_ratio: PositiveFraction | None = 0.5,
         rerank: bool = False,
         keep_empty: bool = False,
-        batch_size: int = 128,
-        device: str = "auto",
+        batch_size: Count = 128,
+        device: Device = "auto",
     ) -> None:
         self.model = model
         self.threshold = threshold

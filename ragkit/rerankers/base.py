@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ragkit.component import Component
-from ragkit.types import AuxUse, Scored
+from ragkit.types import Scored
+
+if TYPE_CHECKING:
+    from ragkit.generators.base import Generator
 
 
 class Reranker(Component, ABC):
-    # Per query of the last ``rerank`` call: tokens the model read and seconds it took. A reranker
-    # that runs a model sets it on every call; one that reads nothing (score order) leaves it empty.
-    last_use_: Sequence[AuxUse] = ()
-
     @abstractmethod
-    def rerank(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
-        """For each query, its candidates with new scores, sorted by descending score."""
+    def rerank(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[Scored]],
+        *,
+        generator: Generator | None = None,
+    ) -> list[list[Scored]]:
+        """For each query, its candidates with new scores, sorted by descending score.
+
+        A reranker that runs a model returns a :class:`~ragkit.types.Batch` whose ``use`` says,
+        per query, what the model read and how long it took; one that reads nothing (score
+        order) may return a plain list. ``generator`` is the question's generator, for rerankers
+        that prompt it to rank (listwise LLM rankers): they return its generations in ``use``,
+        and the strategy charges them to the question like its own calls."""

@@ -8,13 +8,17 @@ and as the offline stand-in for a cross-encoder. Scores are cached like the cros
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ragkit.constraints import Count, Device
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.rerankers.cross_encoder import cached_rerank
 from ragkit.retrievers._embedder import embed, load_embedder
-from ragkit.types import Scored
+from ragkit.types import Batch, Scored
+
+if TYPE_CHECKING:
+    from ragkit.generators.base import Generator
 
 
 @register("reranker", "bi-encoder")
@@ -22,7 +26,7 @@ class BiEncoderReranker(Reranker):
     version = "1"
     aux_tokens_: int = 0
 
-    def __init__(self, *, model: str = "minilm", batch_size: int = 64, device: str = "auto") -> None:
+    def __init__(self, *, model: str = "minilm", batch_size: Count = 64, device: Device = "auto") -> None:
         self.model = model
         self.batch_size = batch_size
         self.device = device
@@ -45,9 +49,15 @@ class BiEncoderReranker(Reranker):
             for i, (q, _) in enumerate(pairs)
         ]
 
-    def rerank(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
+    def rerank(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[Scored]],
+        *,
+        generator: Generator | None = None,
+    ) -> list[list[Scored]]:
         self._load()
         identity = {**self.spec(), "weights": self.identity_}
-        out, self.last_use_ = cached_rerank(self.stage_cache(), identity, queries, candidates, self._score)
-        self.aux_tokens_ += sum(u.tokens for u in self.last_use_)
-        return out
+        out, use = cached_rerank(self.stage_cache(), identity, queries, candidates, self._score)
+        self.aux_tokens_ += sum(u.tokens for u in use)
+        return Batch(out, use)

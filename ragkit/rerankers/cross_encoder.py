@@ -13,13 +13,17 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragkit.cache import Cache, cache_key
+from ragkit.constraints import Count, Device, Tokens
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
 from ragkit.retrievers._common import indexed_text
-from ragkit.types import AuxUse, Scored
+from ragkit.types import AuxUse, Batch, Scored
+
+if TYPE_CHECKING:
+    from ragkit.generators.base import Generator
 
 CACHE_STAGE = "reranker-scores"
 
@@ -79,7 +83,7 @@ class CrossEncoderReranker(Reranker):
     aux_tokens_: int = 0
 
     def __init__(
-        self, *, model: str, batch_size: int = 32, max_length: int = 512, device: str = "auto"
+        self, *, model: str, batch_size: Count = 32, max_length: Tokens = 512, device: Device = "auto"
     ) -> None:
         self.model = model
         self.batch_size = batch_size
@@ -130,8 +134,14 @@ class CrossEncoderReranker(Reranker):
             for s, ids in zip(scores.reshape(len(pairs), -1)[:, 0], encoded["input_ids"], strict=True)
         ]
 
-    def rerank(self, queries: Sequence[str], candidates: Sequence[Sequence[Scored]]) -> list[list[Scored]]:
+    def rerank(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[Scored]],
+        *,
+        generator: Generator | None = None,
+    ) -> list[list[Scored]]:
         identity = {**self.spec(), "model": model_identity(self.model)}
-        out, self.last_use_ = cached_rerank(self.stage_cache(), identity, queries, candidates, self._score)
-        self.aux_tokens_ += sum(u.tokens for u in self.last_use_)
-        return out
+        out, use = cached_rerank(self.stage_cache(), identity, queries, candidates, self._score)
+        self.aux_tokens_ += sum(u.tokens for u in use)
+        return Batch(out, use)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ragkit.constraints import Fraction, NonNegativeFloat
 from ragkit.registry import register
 from ragkit.retrievers._common import IndexLRU, indexed_text, positions, to_scored, top_k
 from ragkit.retrievers.base import Retriever
@@ -116,8 +117,8 @@ class BM25Retriever(Retriever):
         self,
         *,
         backend: Literal["bm25s", "rank_bm25"] = "bm25s",
-        k1: float = 1.5,
-        b: float = 0.75,
+        k1: NonNegativeFloat = 1.5,
+        b: Fraction = 0.75,
         stopwords: str | None = "en",
         lowercase: bool = True,
     ) -> None:

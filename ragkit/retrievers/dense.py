@@ -28,11 +28,12 @@ from typing import Any, Literal
 import numpy as np
 
 from ragkit.cache import cache_key
+from ragkit.constraints import Count, Device
 from ragkit.registry import register
 from ragkit.retrievers._common import IndexLRU, indexed_text, positions, to_scored, top_k
 from ragkit.retrievers._embedder import load_embedder
 from ragkit.retrievers.base import Retriever
-from ragkit.types import Corpus, Evidence, Scored
+from ragkit.types import AuxUse, Batch, Corpus, Evidence, Scored, split_evenly
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,10 @@ class DenseRetriever(Retriever):
         *,
         model: str = DEFAULT_MODEL,
         index: Literal["flat", "hnsw"] = "flat",
-        hnsw_m: int = 32,
-        ef_search: int = 64,
-        batch_size: int = 64,
-        device: str = "auto",
+        hnsw_m: Count = 32,
+        ef_search: Count = 64,
+        batch_size: Count = 64,
+        device: Device = "auto",
         normalize: bool = True,
     ) -> None:
         self.model = model
@@ -229,13 +230,17 @@ class DenseRetriever(Retriever):
             return [[] for _ in queries]
         if not hasattr(self, "indexes_"):
             self.indexes_: IndexLRU[_DenseIndex] = IndexLRU()
+        before = self.aux_tokens_
         built = self.indexes_.get(corpus, self._build)
         self.query_tokens_ += self._count_tokens(queries)
+        # This call's embedder tokens (the queries, and the corpus when this call indexed it),
+        # shared evenly by its queries: returned with the results, the question's cost.
+        use = [AuxUse(tokens=t) for t in split_evenly(self.aux_tokens_ - before, len(queries))]
         q = self._encode(queries)
         n = len(corpus)
         if k >= n:  # the whole corpus, ranked exactly whatever the index
             scores = q @ built.embeddings.T
-            return [to_scored(corpus, top_k(row, built.positions, n), row) for row in scores]
+            return Batch([to_scored(corpus, top_k(row, built.positions, n), row) for row in scores], use)
         fetch = min(n, k + _TIE_MARGIN)
         if self.index == "hnsw":
             built.faiss_index.hnsw.efSearch = max(self.ef_search, fetch)
@@ -247,4 +252,4 @@ class DenseRetriever(Retriever):
             order = np.lexsort((row_i, built.positions[row_i], -row_d))[:k]
             hits = zip(row_i[order], row_d[order], strict=True)
             out.append([Scored(corpus.chunks[int(i)], float(d)) for i, d in hits])
-        return out
+        return Batch(out, use)

@@ -11,16 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ragkit.constraints import Count, NonNegativeInt
 from ragkit.registry import register
 from ragkit.retrievers.base import Retriever
-from ragkit.types import Corpus, Evidence, Scored
+from ragkit.types import AuxUse, Batch, Corpus, Evidence, Scored, uses
 
 
 @register("retriever", "hybrid")
 class HybridRetriever(Retriever):
     version = "1"
 
-    def __init__(self, *, first: Retriever, second: Retriever, rrf_k: int = 60, depth: int = 50) -> None:
+    def __init__(
+        self, *, first: Retriever, second: Retriever, rrf_k: NonNegativeInt = 60, depth: Count = 50
+    ) -> None:
         self.first = first
         self.second = second
         self.rrf_k = rrf_k
@@ -48,6 +51,11 @@ class HybridRetriever(Retriever):
     ) -> list[list[Scored]]:
         depth = max(self.depth, k)
         lists = [r.retrieve(queries, corpus, depth, evidence=evidence) for r in (self.first, self.second)]
+        # each query's cost is what both retrievers spent on it
+        use = [
+            AuxUse(tokens=a.tokens + b.tokens, seconds=a.seconds + b.seconds)
+            for a, b in zip(*(uses(found) for found in lists), strict=True)
+        ]
         out = []
         for ranked in zip(*lists, strict=True):
             fused: dict[str, float] = {}
@@ -58,4 +66,4 @@ class HybridRetriever(Retriever):
                     chunks[hit.chunk.id] = hit.chunk
             order = sorted(fused, key=lambda cid: (-fused[cid], chunks[cid].position, cid))
             out.append([Scored(chunks[cid], fused[cid]) for cid in order[:k]])
-        return out
+        return Batch(out, use)

@@ -29,13 +29,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 from ragkit import _llamaindex
+from ragkit.constraints import Count, Device
 from ragkit.registry import register
 from ragkit.retrievers._common import IndexLRU, indexed_text
 from ragkit.retrievers.base import Retriever
-from ragkit.types import Chunk, Corpus, Evidence, Scored
+from ragkit.security import CodeReference
+from ragkit.types import AuxUse, Batch, Chunk, Corpus, Evidence, Scored, split_evenly
 
 VECTOR = "vector"
 _TIE_MARGIN = 8  # extra hits asked for so ties at the k-th score are cut by chunk position
@@ -121,11 +123,11 @@ class LlamaIndexRetriever(Retriever):
     def __init__(
         self,
         *,
-        factory: str = VECTOR,
+        factory: Annotated[str, CodeReference(builtin=(VECTOR,))] = VECTOR,
         options: dict[str, Any] | None = None,
         model: str = "minilm",
-        device: str = "auto",
-        batch_size: int = 64,
+        device: Device = "auto",
+        batch_size: Count = 64,
     ) -> None:
         self.factory = factory
         self.options = options
@@ -149,6 +151,13 @@ class LlamaIndexRetriever(Retriever):
         if self.factory == VECTOR:
             self._embed_model()
         else:
+            self._callable()
+
+    def check(self) -> None:
+        """A ``module:callable`` factory is imported now (the experiment file was allowed to name
+        it), so a typo fails before any data or model loads instead of at the first batch."""
+        if self.factory != VECTOR:
+            _llamaindex.require(_WHO)
             self._callable()
 
     def _callable(self) -> Callable[..., Any]:
@@ -232,10 +241,13 @@ class LlamaIndexRetriever(Retriever):
             return [[] for _ in queries]
         if not hasattr(self, "indexes_"):
             self.indexes_: IndexLRU[_Built] = IndexLRU()
+        before = self.aux_tokens_
         built = self.indexes_.get(corpus, self._build)
         from llama_index.core.schema import QueryBundle
 
         embeddings: dict[str, list[float]] = {}
         if self.factory == VECTOR:  # one batch for all queries instead of one encode per query
             embeddings = self._embed_model().query_embeddings(queries)
-        return [self._hits(built, QueryBundle(query_str=q, embedding=embeddings.get(q)), k) for q in queries]
+        hits = [self._hits(built, QueryBundle(query_str=q, embedding=embeddings.get(q)), k) for q in queries]
+        # this call's embedder tokens (queries, and the corpus when this call indexed it), shared evenly
+        return Batch(hits, [AuxUse(tokens=t) for t in split_evenly(self.aux_tokens_ - before, len(queries))])

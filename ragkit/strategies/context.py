@@ -1,20 +1,23 @@
-"""Building contexts: chunking the corpus, retrieving for a batch, packing into a token budget.
+"""Building contexts: chunking a question's documents or the shared corpus, checking gold
+evidence, packing passages into a token budget.
 
-Shared by the RAG-family strategies (rag, drag, iterdrag, route) so they differ only in how they
-call the generator.
+Shared by every strategy that shows passages to a generator, so they differ only in how they choose
+them and call the generator.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+from ragkit.budget import BudgetError
 from ragkit.generators.base import Generator, Message
-from ragkit.rerankers.base import Reranker
 from ragkit.strategies.prompts import format_chunk
-from ragkit.types import AuxUse, Chunk, Context, Corpus, Document, Evidence, Example, Scored, split_evenly
+from ragkit.types import Chunk, Context, Corpus, Document, Evidence, Example, Scored
+
+if TYPE_CHECKING:
+    from ragkit.strategies.base import Record
 
 
 def default_chunker():
@@ -43,67 +46,6 @@ class CorpusBuilder:
         if self._shared is None or self._shared[0] != id(shared):
             self._shared = (id(shared), Corpus.from_chunks(self._chunker().chunk(shared)))
         return self._shared[1]
-
-
-def retrieval_depth(k: int, reranker: Reranker | None, rerank_depth: int | None) -> int:
-    """How many candidates to retrieve: ``rerank_depth`` (at least ``k``) when a reranker will
-    choose the best ``k`` of them, else ``k``."""
-    return max(k, rerank_depth or 0) if reranker is not None else k
-
-
-def retrieve_batch(
-    retriever,
-    queries: Sequence[str],
-    corpora: Sequence[Corpus],
-    k: int,
-    evidence: Sequence[Sequence[Evidence]],
-    seconds_out: list[float] | None = None,
-) -> tuple[list[list[Scored]], list[int]]:
-    """Top-k per query; one batched call per distinct corpus (a shared corpus is one call).
-    Returns the results and the auxiliary tokens each query cost, and fills ``seconds_out`` with the
-    seconds each query cost (shared equally inside a batched call; a cached retriever reports the
-    cost of the original computation, so costs do not depend on what ran before)."""
-    results: list[list[Scored] | None] = [None] * len(queries)
-    aux = [0] * len(queries)
-    seconds = [0.0] * len(queries)
-    groups: dict[str, list[int]] = {}
-    for i, corpus in enumerate(corpora):
-        groups.setdefault(corpus.key, []).append(i)
-    for indices in groups.values():
-        before = getattr(retriever, "aux_tokens_", 0)
-        before_s = getattr(retriever, "aux_seconds_", None)
-        if before_s is None:  # timed here: load first (a cached retriever warms up only on a miss)
-            retriever.warm_up()
-        started = time.perf_counter()
-        found = retriever.retrieve(
-            [queries[i] for i in indices],
-            corpora[indices[0]],
-            k,
-            evidence=[evidence[i] for i in indices],
-        )
-        took = time.perf_counter() - started if before_s is None else retriever.aux_seconds_ - before_s
-        spent = getattr(retriever, "aux_tokens_", 0) - before
-        for i, hits, share in zip(indices, found, split_evenly(spent, len(indices)), strict=True):
-            results[i] = hits
-            aux[i] = share
-            seconds[i] = took / len(indices)
-    if seconds_out is not None:
-        seconds_out[:] = seconds
-    return [r or [] for r in results], aux
-
-
-def aux_use(component: Any, n: int) -> list[AuxUse]:
-    """Per-query tokens and seconds of a reranker's or pruner's last call over ``n`` queries
-    (zeros for one that runs no model)."""
-    use = list(getattr(component, "last_use_", ()))
-    if use and len(use) != n:
-        raise RuntimeError(f"{type(component).__name__}.last_use_ has {len(use)} entries for {n} queries")
-    return use or [AuxUse() for _ in range(n)]
-
-
-def aux_seconds(provenance: dict[str, Any]) -> float:
-    """Seconds the auxiliary stages (retrieval, reranking, pruning) spent on one question."""
-    return sum(provenance.get(name, 0.0) for name in ("retrieval_seconds", "rerank_seconds", "prune_seconds"))
 
 
 def evidence_in(evidence: Sequence[Evidence], texts: Sequence[str]) -> float | None:
@@ -142,7 +84,7 @@ def pack(
     overhead = generator.prompt_tokens(make_messages(""))
     room = limit - overhead
     if room <= 0:
-        raise ValueError(
+        raise BudgetError(
             f"the prompt without documents already takes {overhead} tokens, more than the limit {limit}"
         )
     tokenizer = generator.tokenizer
@@ -188,6 +130,67 @@ def pack(
         gold_survived=None if not evidence else evidence_in(evidence, [documents]) == 1.0,
     )
     return Packed(context=context, messages=messages, prompt_tokens=total)
+
+
+def cut_tokens(ids: list[int], keep: int, where: str) -> list[int]:
+    """Keep ``keep`` of ``ids``, dropping from the middle, the end or the start."""
+    if keep >= len(ids):
+        return ids
+    if keep <= 0:
+        return []
+    if where == "end":
+        return ids[:keep]
+    if where == "start":
+        return ids[len(ids) - keep :]
+    head = keep // 2
+    return ids[:head] + ids[len(ids) - (keep - head) :]
+
+
+def fit_context(
+    record: Record,
+    generator: Generator,
+    corpus: Sequence[Document] | None,
+    make_messages: Callable[[str], list[Message]],
+    limit: int,
+    truncation: str = "middle",
+) -> tuple[list[Message], int]:
+    """The question's whole context (its documents, or the shared corpus, in original order) in
+    the prompt ``make_messages`` builds, fitted to ``limit`` tokens by cutting from the middle, the
+    end or the start; returns the messages and their tokens. The record gets what was shown: the
+    documents, the context's tokens, the tokens dropped, the gold-evidence checks and the measures
+    ``full_context_tokens``, ``truncated`` and ``n_documents``. Never silent."""
+    example = record.example
+    documents = example.documents or list(corpus or [])
+    chunks = [
+        Chunk(id=d.id, doc_id=d.id, text=d.text, title=d.title, position=i) for i, d in enumerate(documents)
+    ]
+    block = "\n\n".join(format_chunk(i + 1, c) for i, c in enumerate(chunks))
+    overhead = generator.prompt_tokens(make_messages(""))
+    if overhead > limit:  # not even the question fits: never exceed the budget silently
+        raise BudgetError(
+            f"the prompt without documents already takes {overhead} tokens, more than the limit {limit}"
+        )
+    tokenizer = generator.tokenizer
+    ids = tokenizer.encode(block)
+    full = len(ids)
+    text, kept = block, full
+    total = generator.prompt_tokens(make_messages(text))
+    if total > limit:
+        kept = max(limit - overhead, 0)
+        for _ in range(8):  # decode/encode at the cut can shift counts by a few tokens
+            text = tokenizer.decode(cut_tokens(ids, kept, truncation))
+            total = generator.prompt_tokens(make_messages(text))
+            if total <= limit or kept == 0:
+                break
+            kept = max(kept - (total - limit), 0)
+    provenance = record.provenance
+    provenance.context_ids = [d.id for d in documents]
+    provenance.context_tokens = total - overhead
+    provenance.dropped_tokens += full - kept if text != block else 0
+    provenance.gold_survived = None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0
+    provenance.evidence_recall = evidence_in(example.evidence, [text])
+    provenance.measures.update(full_context_tokens=full, truncated=text != block, n_documents=len(documents))
+    return make_messages(text), total
 
 
 def chunks_of(items: Sequence[Scored]) -> list[Chunk]:

@@ -28,19 +28,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
+from ragkit.constraints import NonNegativeInt, Seed, Tokens
 from ragkit.data.base import DatasetLoader
-from ragkit.data.chunking import Chunker
 from ragkit.generators.base import Generator, Message
-from ragkit.pruners.base import Pruner
 from ragkit.registry import register
-from ragkit.rerankers.base import Reranker
-from ragkit.rerankers.order import ORDERS, Order
-from ragkit.retrievers.base import Retriever
-from ragkit.strategies.context import CorpusBuilder, Packed, chunks_of, pack, retrieve_batch
+from ragkit.strategies.base import Record
+from ragkit.strategies.context import CorpusBuilder, Packed, chunks_of, pack
 from ragkit.strategies.prompts import format_documents, question_messages
 from ragkit.strategies.rag import RAG
+from ragkit.strategies.retrieval import Retrieval
 from ragkit.types import Corpus, Document, Evidence, Example, Scored, stable_hash
 
 log = logging.getLogger(__name__)
@@ -63,37 +61,21 @@ class Demo:
 @register("strategy", "drag")
 class DRAG(RAG):
     version = "1"
+    theta: ClassVar = {"k": "strategy.retrieval.k", "m": "strategy.m"}
 
     def __init__(
         self,
         *,
-        retriever: Retriever,
-        k: int = 5,
-        m: int = 2,
+        retrieval: Retrieval,
+        m: NonNegativeInt = 2,
         demonstrations: DatasetLoader | None = None,
-        demo_k: int | None = None,
-        seed: int = 0,
-        reranker: Reranker | None = None,
-        rerank_depth: int | None = None,
-        pruner: Pruner | None = None,
-        order: Order = "score",
-        budget: int | None = None,
-        chunker: Chunker | None = None,
+        demo_k: NonNegativeInt | None = None,
+        seed: Seed = 0,
+        budget: Tokens | None = None,
         abstain: bool = False,
-        max_new_tokens: int | None = None,
+        max_new_tokens: Tokens | None = None,
     ) -> None:
-        super().__init__(
-            retriever=retriever,
-            k=k,
-            reranker=reranker,
-            rerank_depth=rerank_depth,
-            pruner=pruner,
-            order=order,
-            budget=budget,
-            chunker=chunker,
-            abstain=abstain,
-            max_new_tokens=max_new_tokens,
-        )
+        super().__init__(retrieval=retrieval, budget=budget, abstain=abstain, max_new_tokens=max_new_tokens)
         self.m = m
         self.demonstrations = demonstrations
         self.demo_k = demo_k
@@ -102,8 +84,9 @@ class DRAG(RAG):
     # -- demonstrations ------------------------------------------------------------------------
     def _check(self) -> None:
         name = self.registry_name
-        if self.k < 0 or self.m < 0 or (self.demo_k is not None and self.demo_k < 0):
-            raise ValueError(f"{name}: k, m and demo_k must be >= 0 (got k={self.k}, m={self.m})")
+        k = self.retrieval.k
+        if k < 0 or self.m < 0 or (self.demo_k is not None and self.demo_k < 0):
+            raise ValueError(f"{name}: k, m and demo_k must be >= 0 (got k={k}, m={self.m})")
         if self.m > 0 and self.demonstrations is None:
             raise ValueError(
                 f"{name}: m={self.m} needs a demonstration pool: set 'demonstrations', e.g. "
@@ -135,7 +118,7 @@ class DRAG(RAG):
                 f"{self.registry_name}: m={self.m} but the demonstration pool has only {len(chosen)}"
                 " examples with answers"
             )
-        builder = CorpusBuilder(self.chunker)
+        builder = CorpusBuilder(self.retrieval.chunker)
         corpora = [builder.for_example(e, loaded.corpus) for e in chosen]
         hits = self._demo_documents([e.question for e in chosen], corpora, [e.evidence for e in chosen])
         self.demos_ = [Demo(e, h) for e, h in zip(chosen, hits, strict=True)]
@@ -147,16 +130,15 @@ class DRAG(RAG):
     ) -> list[list[Scored]]:
         """``demo_k`` (default ``k``) documents per demonstration query. Not counted in any
         question's cost: the pool is retrieved once and shared by every question."""
-        depth = self.k if self.demo_k is None else self.demo_k
-        hits, _ = retrieve_batch(self.retriever, queries, corpora, depth, evidence)
-        return hits
+        depth = self.retrieval.k if self.demo_k is None else self.demo_k
+        return list(self.retrieval.retrieve(queries, corpora, depth, evidence))
 
     def _prepare_demos(self, demos: list[Demo], corpora: Sequence[Corpus]) -> None:
         """Hook for subclasses that need more per demonstration (IterDRAG's follow-up steps)."""
 
     # -- prompt ----------------------------------------------------------------------------------
     def _block(self, hits: Sequence[Scored]) -> str:
-        return format_documents(chunks_of(ORDERS[self.order](list(hits))))
+        return format_documents(chunks_of(self.retrieval.ordered(hits)))
 
     def demo_turns(self, demo: Demo, n_docs: int) -> list[Message]:
         user = question_messages(demo.example.question, self._block(demo.hits[:n_docs]))[-1]["content"]
@@ -171,10 +153,11 @@ class DRAG(RAG):
         return [base[0], *turns, *base[1:]]
 
     def _pack_question(
-        self, generator: Generator, example: Example, selected: list[Scored], limit: int
-    ) -> tuple[Packed, dict[str, Any]]:
+        self, generator: Generator, record: Record, selected: list[Scored], limit: int
+    ) -> Packed:
         """Fit the question's demonstrations (the pool without the question itself) and passages
         into ``limit`` prompt tokens (order in the module doc)."""
+        example = record.example
         kept = [d for d in self.demos(generator) if d.example.id != example.id][: self.m]
         counts = [len(d.hits) for d in kept]
         whole = self._block(selected)
@@ -197,19 +180,17 @@ class DRAG(RAG):
             selected,
             lambda docs: self.messages(kept, counts, example.question, docs),
             limit,
-            order=ORDERS[self.order],
+            order=self.retrieval.ordered,
             evidence=example.evidence,
         )
-        info = {
-            "demo_ids": [d.example.id for d in kept],
-            "demo_documents": list(counts),
-            "demos_dropped": demos_dropped,
-            "demo_documents_dropped": demo_docs_dropped,
-        }
-        return packed, info
+        record.provenance.details.update(demo_ids=[d.example.id for d in kept], demo_documents=list(counts))
+        record.provenance.measures.update(
+            demos_dropped=demos_dropped, demo_documents_dropped=demo_docs_dropped
+        )
+        return packed
 
     def contexts(
-        self, examples: Sequence[Example], generator: Generator, corpus: Sequence[Document] | None
-    ) -> list[tuple[Packed, dict[str, Any], int]]:
+        self, records: Sequence[Record], generator: Generator, corpus: Sequence[Document] | None
+    ) -> list[Packed]:
         self.demos(generator)  # checks the parameters and retrieves for the pool before the questions
-        return super().contexts(examples, generator, corpus)
+        return super().contexts(records, generator, corpus)

@@ -3,41 +3,24 @@
 When the documents do not fit, tokens are cut (from the middle by default, the LongBench
 convention: the start and the end of a long input carry the most signal) and the cut is
 recorded per question: how many tokens were dropped and whether all gold evidence survived.
-Never silent.
+Never silent (:func:`ragkit.strategies.context.fit_context`, which other strategies reading the
+whole context share).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
+from ragkit.constraints import Tokens
+from ragkit.generators._prefix import computed_tokens
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
 from ragkit.strategies._common import answer_once
-from ragkit.strategies.base import Strategy
-from ragkit.strategies.context import evidence_in
-from ragkit.strategies.prompts import format_chunk, question_messages
-from ragkit.types import Chunk, Cost, Document, Example, Prediction
-
-
-def _as_chunks(documents: Sequence[Document]) -> list[Chunk]:
-    return [
-        Chunk(id=d.id, doc_id=d.id, text=d.text, title=d.title, position=i) for i, d in enumerate(documents)
-    ]
-
-
-def cut_tokens(ids: list[int], keep: int, where: str) -> list[int]:
-    """Keep ``keep`` of ``ids``, dropping from the middle, the end or the start."""
-    if keep >= len(ids):
-        return ids
-    if keep <= 0:
-        return []
-    if where == "end":
-        return ids[:keep]
-    if where == "start":
-        return ids[len(ids) - keep :]
-    head = keep // 2
-    return ids[:head] + ids[len(ids) - (keep - head) :]
+from ragkit.strategies.base import Record, Strategy, prompt_limit
+from ragkit.strategies.context import fit_context
+from ragkit.strategies.prompts import question_messages
+from ragkit.types import Cost, Document, Example, Prediction
 
 
 @register("strategy", "full_context")
@@ -48,9 +31,9 @@ class FullContext(Strategy):
         self,
         *,
         truncation: Literal["middle", "end", "start"] = "middle",
-        budget: int | None = None,
+        budget: Tokens | None = None,
         abstain: bool = False,
-        max_new_tokens: int | None = None,
+        max_new_tokens: Tokens | None = None,
     ) -> None:
         self.truncation = truncation
         self.budget = budget
@@ -58,42 +41,19 @@ class FullContext(Strategy):
         self.max_new_tokens = max_new_tokens
 
     def _prepare(
-        self, example: Example, generator: Generator, corpus: Sequence[Document] | None
-    ) -> tuple[list[Message], int, dict[str, Any]]:
-        documents = example.documents or list(corpus or [])
-        block = "\n\n".join(format_chunk(i + 1, c) for i, c in enumerate(_as_chunks(documents)))
-
-        def make(docs: str) -> list[Message]:
-            return question_messages(example.question, docs, abstain=self.abstain)
-
-        limit = generator.input_limit(self.max_new_tokens)
-        if self.budget is not None:
-            limit = min(limit, self.budget)
-        overhead = generator.prompt_tokens(make(""))
-        tokenizer = generator.tokenizer
-        ids = tokenizer.encode(block)
-        full = len(ids)
-        text, kept = block, full
-        total = generator.prompt_tokens(make(text))
-        if total > limit:
-            kept = max(limit - overhead, 0)
-            for _ in range(8):  # decode/encode at the cut can shift counts by a few tokens
-                text = tokenizer.decode(cut_tokens(ids, kept, self.truncation))
-                total = generator.prompt_tokens(make(text))
-                if total <= limit or kept == 0:
-                    break
-                kept = max(kept - (total - limit), 0)
-        messages = make(text)
-        provenance = {
-            "context_tokens": total - overhead,
-            "full_context_tokens": full,
-            "dropped_tokens": full - kept if text != block else 0,
-            "truncated": text != block,
-            "n_documents": len(documents),
-            "gold_survived": None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0,
-            "evidence_recall": evidence_in(example.evidence, [text]),
-        }
-        return messages, total, provenance
+        self, record: Record, generator: Generator, corpus: Sequence[Document] | None
+    ) -> tuple[list[Message], int]:
+        """The prompt and its tokens; the record gets the context's provenance."""
+        limit = prompt_limit(generator, self.max_new_tokens, self.budget)
+        question = record.example.question
+        return fit_context(
+            record,
+            generator,
+            corpus,
+            lambda docs: question_messages(question, docs, abstain=self.abstain),
+            limit,
+            self.truncation,
+        )
 
     def run(
         self,
@@ -101,14 +61,9 @@ class FullContext(Strategy):
         generator: Generator,
         corpus: Sequence[Document] | None = None,
     ) -> list[Prediction]:
-        prepared = [self._prepare(e, generator, corpus) for e in examples]
-        return answer_once(
-            generator,
-            examples,
-            [messages for messages, _, _ in prepared],
-            [provenance for _, _, provenance in prepared],
-            self.max_new_tokens,
-        )
+        records = [Record(e) for e in examples]
+        prepared = [self._prepare(r, generator, corpus) for r in records]
+        return answer_once(generator, records, [messages for messages, _ in prepared], self.max_new_tokens)
 
     def estimate(
         self,
@@ -117,7 +72,12 @@ class FullContext(Strategy):
         corpus: Sequence[Document] | None = None,
     ) -> list[Cost]:
         max_new = self.max_new_tokens or generator.max_new_tokens
-        return [
-            Cost(input_tokens=self._prepare(e, generator, corpus)[1], output_tokens=max_new, calls=1)
-            for e in examples
-        ]
+        prepared = [self._prepare(Record(e), generator, corpus) for e in examples]
+        costs = [Cost(input_tokens=tokens, output_tokens=max_new, calls=1) for _, tokens in prepared]
+        if getattr(generator, "prefix_reuse", False):
+            # Questions over the same documents share their prompt up to the question; an engine
+            # reusing prefixes computes that part once (the runner sends them together).
+            ids = [generator.tokenizer.encode(generator.render(m)) for m, _ in prepared]
+            for cost, computed in zip(costs, computed_tokens(ids), strict=True):
+                cost.prefill_tokens_computed = computed
+        return costs

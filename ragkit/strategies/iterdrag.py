@@ -30,22 +30,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
+from ragkit.constraints import Count, NonNegativeInt, Seed, Tokens
 from ragkit.data.base import DatasetLoader
-from ragkit.data.chunking import Chunker
 from ragkit.generators.base import GenerationRequest, Generator, Message
-from ragkit.pruners.base import Pruner
 from ragkit.registry import register
-from ragkit.rerankers.base import Reranker
-from ragkit.rerankers.order import Order
-from ragkit.retrievers.base import Retriever
-from ragkit.strategies._common import record_call
-from ragkit.strategies.base import generation_cost
-from ragkit.strategies.context import CorpusBuilder, aux_seconds, retrieve_batch
+from ragkit.strategies.base import Record
 from ragkit.strategies.drag import DRAG, Demo
 from ragkit.strategies.prompts import clean_answer
-from ragkit.types import Corpus, Cost, Document, Example, Prediction, Scored
+from ragkit.strategies.retrieval import Retrieval
+from ragkit.types import Corpus, Cost, Document, Example, Prediction, Scored, uses
 
 SYSTEM = (
     "You answer multi-hop questions from the given documents. Work one step at a time. If you need a "
@@ -85,54 +80,48 @@ def _step_text(parsed: dict[str, str]) -> str:
 
 @dataclass
 class _State:
-    example: Example
+    record: Record
     corpus: Corpus
     head: list[Message]  # system, demonstrations, the question turn
     steps: list[tuple[str, str, str]] = field(default_factory=list)  # (assistant text, sub-query, docs)
     shown: set[str] = field(default_factory=set)
-    cost: Cost = field(default_factory=Cost)
     answer: str | None = None
     stop: str = ""
     last_intermediate: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
+    parse_failures: int = 0
+
+    @property
+    def example(self) -> Example:
+        return self.record.example
 
 
 @register("strategy", "iterdrag")
 class IterDRAG(DRAG):
     version = "1"
+    # n sub-queries are up to n + 1 generation rounds (the last answers): theta_n = n + 1
+    theta: ClassVar = {"k": "strategy.retrieval.k", "m": "strategy.m", "n": "strategy.n+1"}
+    family: ClassVar = "iterdrag"
 
     def __init__(
         self,
         *,
-        retriever: Retriever,
-        k: int = 5,
-        m: int = 2,
-        n: int = 2,
+        retrieval: Retrieval,
+        m: NonNegativeInt = 2,
+        n: Count = 2,
         demonstrations: DatasetLoader | None = None,
-        demo_k: int | None = None,
-        seed: int = 0,
-        reranker: Reranker | None = None,
-        rerank_depth: int | None = None,
-        pruner: Pruner | None = None,
-        order: Order = "score",
-        budget: int | None = None,
-        chunker: Chunker | None = None,
+        demo_k: NonNegativeInt | None = None,
+        seed: Seed = 0,
+        budget: Tokens | None = None,
         abstain: bool = False,
-        max_new_tokens: int | None = 48,
+        max_new_tokens: Tokens | None = 48,
     ) -> None:
         super().__init__(
-            retriever=retriever,
-            k=k,
+            retrieval=retrieval,
             m=m,
             demonstrations=demonstrations,
             demo_k=demo_k,
             seed=seed,
-            reranker=reranker,
-            rerank_depth=rerank_depth,
-            pruner=pruner,
-            order=order,
             budget=budget,
-            chunker=chunker,
             abstain=abstain,
             max_new_tokens=max_new_tokens,
         )
@@ -201,18 +190,12 @@ class IterDRAG(DRAG):
     def _start(
         self, examples: Sequence[Example], generator: Generator, corpus: Sequence[Document] | None
     ) -> list[_State]:
-        builder = CorpusBuilder(self.chunker)
+        records = [Record(e) for e in examples]
         states = []
-        for example, (packed, provenance, aux) in zip(
-            examples, self.contexts(examples, generator, corpus), strict=True
-        ):
-            state = _State(
-                example, builder.for_example(example, corpus), packed.messages, provenance=provenance
-            )
+        for record, packed in zip(records, self.contexts(records, generator, corpus), strict=True):
+            state = _State(record, self.retrieval.corpus(record.example, corpus), packed.messages)
             state.shown = {s.chunk.id for s in packed.context.chunks}
-            state.cost.aux_tokens += aux
-            state.cost.aux_seconds += aux_seconds(provenance)
-            provenance.update(sub_queries=[], step_retrieved=[], outputs=[], parse_failures=0)
+            record.provenance.details.update(sub_queries=[], step_retrieved=[])
             states.append(state)
         return states
 
@@ -229,7 +212,8 @@ class IterDRAG(DRAG):
             for state in active:
                 messages = self._conversation(state)
                 tokens = generator.prompt_tokens(messages)
-                if state.steps and self.budget is not None and state.cost.input_tokens + tokens > self.budget:
+                spent = state.record.cost.input_tokens
+                if state.steps and self.budget is not None and spent + tokens > self.budget:
                     self._finish(state, state.last_intermediate, "budget")
                 elif state.steps and tokens > self._input_limit(generator):
                     self._finish(state, state.last_intermediate, "window")
@@ -240,10 +224,8 @@ class IterDRAG(DRAG):
             for state, request, generation in zip(
                 asking, requests, generator.generate(requests), strict=True
             ):
-                state.cost = state.cost + generation_cost(generation, generator)
-                state.provenance["outputs"].append(generation.text)
-                record_call(state.provenance, generation, request)
-                parsed = parse_step(generation.text)
+                text = state.record.call(generation, generator, role="step", request=request)
+                parsed = parse_step(text)
                 state.last_intermediate = parsed.get("intermediate", state.last_intermediate)
                 if "final" in parsed:
                     self._finish(state, parsed["final"], "final")
@@ -252,8 +234,8 @@ class IterDRAG(DRAG):
                 elif "follow_up" in parsed:
                     self._finish(state, state.last_intermediate, "max_iterations")
                 else:  # none of the markers: the output itself is the answer, counted
-                    state.provenance["parse_failures"] += 1
-                    self._finish(state, parsed.get("intermediate") or generation.text, "parse_failure")
+                    state.parse_failures += 1
+                    self._finish(state, parsed.get("intermediate") or text, "parse_failure")
             self._retrieve_steps(follow)
             active = [s for s in states if s.answer is None]
         return [self._prediction(s) for s in states]
@@ -261,24 +243,20 @@ class IterDRAG(DRAG):
     def _retrieve_steps(self, follow: list[tuple[_State, str, str]]) -> None:
         if not follow:
             return
-        depth = self.k + max(len(s.shown) for s, _, _ in follow)  # enough to skip what was shown
-        seconds: list[float] = []
-        hits, aux = retrieve_batch(
-            self.retriever,
+        depth = self.retrieval.k + max(len(s.shown) for s, _, _ in follow)  # enough to skip what was shown
+        hits = self.retrieval.retrieve(
             [sub for _, sub, _ in follow],
             [s.corpus for s, _, _ in follow],
             depth,
             [s.example.evidence for s, _, _ in follow],
-            seconds_out=seconds,
         )
-        for (state, sub, assistant), found, spent, took in zip(follow, hits, aux, seconds, strict=True):
-            fresh: list[Scored] = [h for h in found if h.chunk.id not in state.shown][: self.k]
+        for (state, sub, assistant), found, spent in zip(follow, hits, uses(hits), strict=True):
+            fresh: list[Scored] = [h for h in found if h.chunk.id not in state.shown][: self.retrieval.k]
             state.shown |= {h.chunk.id for h in fresh}
-            state.cost.aux_tokens += spent
-            state.cost.aux_seconds += took
+            state.record.stage("retrieve", fresh, spent)
             state.steps.append((assistant, sub, self._block(fresh)))
-            state.provenance["sub_queries"].append(sub)
-            state.provenance["step_retrieved"].append([h.chunk.id for h in fresh])
+            state.record.provenance.details["sub_queries"].append(sub)
+            state.record.provenance.details["step_retrieved"].append([h.chunk.id for h in fresh])
 
     @staticmethod
     def _finish(state: _State, answer: str, why: str) -> None:
@@ -286,9 +264,11 @@ class IterDRAG(DRAG):
         state.stop = why
 
     def _prediction(self, state: _State) -> Prediction:
-        provenance = state.provenance
-        provenance.update(iterations=len(state.steps), stop=state.stop, raw_answer=state.answer)
-        return Prediction(state.example.id, state.answer or "", state.cost, provenance)
+        provenance = state.record.provenance
+        provenance.raw_answer = state.answer or ""
+        provenance.measures.update(iterations=len(state.steps), parse_failures=state.parse_failures)
+        provenance.details["stop"] = state.stop
+        return state.record.prediction(state.answer or "")
 
     def estimate(
         self,
@@ -299,21 +279,21 @@ class IterDRAG(DRAG):
         """An upper bound: all ``n`` sub-queries happen, each adds ``k`` of the question's longest
         passages and a full-length output to every later call; capped by ``budget``."""
         max_new = self.max_new_tokens or generator.max_new_tokens
-        builder = CorpusBuilder(self.chunker)
+        k = self.retrieval.k
+        records = [Record(e) for e in examples]
         out = []
-        for example, (packed, _, aux) in zip(
-            examples, self.contexts(examples, generator, corpus), strict=True
-        ):
+        for record, packed in zip(records, self.contexts(records, generator, corpus), strict=True):
             lengths = sorted(
-                (generator.count_tokens(c.text) for c in builder.for_example(example, corpus).chunks),
+                (
+                    generator.count_tokens(c.text)
+                    for c in self.retrieval.corpus(record.example, corpus).chunks
+                ),
                 reverse=True,
             )
-            step = sum(lengths[: self.k]) + 2 * max_new + 16 * (self.k + 1)  # documents, turns, labels
+            step = sum(lengths[:k]) + 2 * max_new + 16 * (k + 1)  # documents, turns, labels
             calls = [packed.prompt_tokens + j * step for j in range(self.n + 1)]
             total = sum(calls) if self.budget is None else min(sum(calls), max(self.budget, calls[0]))
             out.append(
-                Cost(
-                    input_tokens=total, output_tokens=max_new * (self.n + 1), calls=self.n + 1, aux_tokens=aux
-                )
+                record.cost + Cost(input_tokens=total, output_tokens=max_new * (self.n + 1), calls=self.n + 1)
             )
         return out

@@ -7,7 +7,8 @@ sum of both prompts).
 Plus :func:`oracle_route`, the analysis of the headroom of any router: per question, the better
 of a RAG and a full-context run (the cheaper one on ties).
 
-The RAG step is :class:`~ragkit.strategies.rag.RAG` with ``abstain=True`` and the second step
+The RAG step is :class:`~ragkit.strategies.rag.RAG` with ``abstain=True`` on this strategy's own
+retrieval setting (so the runner's shared retrieval cache serves it) and the second step
 :class:`~ragkit.strategies.full_context.FullContext`, so prompts (and generation cache entries)
 are exactly those of the two arms. "Unanswerable" is :func:`ragkit.metrics.is_abstention`, the
 same test the abstention metrics use. ``budget`` caps a question's total: the full-context prompt
@@ -18,78 +19,58 @@ gets what the RAG call left, and a question with less than ``min_route_tokens`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 
-from ragkit.data.chunking import Chunker
+from ragkit.constraints import Count, NonNegativeInt, Tokens
 from ragkit.generators.base import Generator
 from ragkit.metrics import is_abstention
-from ragkit.pruners.base import Pruner
 from ragkit.registry import register
-from ragkit.rerankers.base import Reranker
-from ragkit.rerankers.order import Order
-from ragkit.retrievers.base import Retriever
-from ragkit.strategies.base import Strategy
-from ragkit.strategies.context import retrieval_depth
+from ragkit.strategies.base import Record, Strategy
 from ragkit.strategies.full_context import FullContext
 from ragkit.strategies.rag import RAG
-from ragkit.types import Cost, Document, Example, Prediction
+from ragkit.strategies.retrieval import Retrieval
+from ragkit.types import Cost, Document, Example, Prediction, Provenance
+
+
+def _summary(provenance: Provenance) -> dict[str, Any]:
+    """One step's provenance without its calls and stages (those are the route's own lists)."""
+    out = provenance.to_dict()
+    out.pop("calls")
+    out.pop("stages")
+    return out
 
 
 @register("strategy", "route")
 class SelfRoute(Strategy):
-    version = "1"
+    # RAG reads k = 0 as closed book; routing needs retrieved passages to judge answerability
+    settings_constraints: ClassVar = {"retrieval.k": Count}
+    version = "2"  # 2: tightened abstention detection (an answer after "but ..." is not routed)
 
     def __init__(
         self,
         *,
-        retriever: Retriever,
-        k: int = 5,
-        reranker: Reranker | None = None,
-        rerank_depth: int | None = None,
-        pruner: Pruner | None = None,
-        order: Order = "score",
-        chunker: Chunker | None = None,
+        retrieval: Retrieval,
         truncation: Literal["middle", "end", "start"] = "middle",
-        budget: int | None = None,
-        min_route_tokens: int = 64,
-        max_new_tokens: int | None = None,
+        budget: Tokens | None = None,
+        min_route_tokens: NonNegativeInt = 64,
+        max_new_tokens: Tokens | None = None,
     ) -> None:
-        self.retriever = retriever
-        self.k = k
-        self.reranker = reranker
-        self.rerank_depth = rerank_depth
-        self.pruner = pruner
-        self.order = order
-        self.chunker = chunker
+        self.retrieval = retrieval
         self.truncation = truncation
         self.budget = budget
         self.min_route_tokens = min_route_tokens
         self.max_new_tokens = max_new_tokens
 
-    def rag(self) -> RAG:
-        """The first step, rebuilt when the runner has since wrapped the retriever in its cache."""
-        current = getattr(self, "rag_", None)
-        if current is None or current.retriever is not self.retriever:
-            self.rag_ = RAG(
-                retriever=self.retriever,
-                k=self.k,
-                reranker=self.reranker,
-                rerank_depth=self.rerank_depth,
-                pruner=self.pruner,
-                order=self.order,
-                budget=self.budget,
-                chunker=self.chunker,
-                abstain=True,
-                max_new_tokens=self.max_new_tokens,
-            )
-        return self.rag_
+    def retrievers(self) -> list[Retrieval]:
+        return [self.retrieval]  # the RAG step reads this same setting, so it shares its cache
 
-    def retrieval_depth(self) -> int:
-        # RAG's rule, not self.rag(): the runner asks while iterating this object's attributes,
-        # so building the inner RAG now would change them under it.
-        return retrieval_depth(self.k, self.reranker, self.rerank_depth)
+    def rag(self) -> RAG:
+        """The first step: RAG on this strategy's own retrieval setting, allowed to abstain."""
+        return RAG(
+            retrieval=self.retrieval, budget=self.budget, abstain=True, max_new_tokens=self.max_new_tokens
+        )
 
     def _full(self, budget: int | None) -> FullContext:
         return FullContext(truncation=self.truncation, budget=budget, max_new_tokens=self.max_new_tokens)
@@ -104,13 +85,15 @@ class SelfRoute(Strategy):
         corpus: Sequence[Document] | None = None,
     ) -> list[Prediction]:
         first = self.rag().run(examples, generator, corpus)
+        records = [Record(e) for e in examples]
         routed: dict[int, int | None] = {}
-        for i, p in enumerate(first):
-            abstained = is_abstention(p.answer) or is_abstention(str(p.provenance.get("raw_answer", "")))
+        for i, (record, p) in enumerate(zip(records, first, strict=True)):
+            record.absorb(p, "rag")
+            record.provenance.details.update(rag=_summary(p.provenance), rag_answer=p.answer)
+            abstained = is_abstention(p.answer) or is_abstention(p.provenance.raw_answer)
             left = self._left(p.cost.input_tokens)
-            p.provenance = {"rag": p.provenance, "rag_answer": p.answer, "routed": False}
             if abstained and left is not None and left < self.min_route_tokens:
-                p.provenance["route_skipped"] = f"budget: {left} tokens left"
+                record.provenance.details["route_skipped"] = f"budget: {left} tokens left"
             elif abstained:
                 routed[i] = left
         # Without a budget every routed question shares one full-context run (one batched call);
@@ -118,22 +101,23 @@ class SelfRoute(Strategy):
         groups: dict[int | None, list[int]] = {}
         for i, left in routed.items():
             groups.setdefault(left, []).append(i)
+        answers = {i: (p.answer, p.provenance) for i, p in enumerate(first)}
         for left, indices in groups.items():
             second = self._full(left).run([examples[i] for i in indices], generator, corpus)
             for i, p in zip(indices, second, strict=True):
-                head = first[i]
-                first[i] = Prediction(
-                    head.example_id,
-                    p.answer,
-                    head.cost + p.cost,
-                    {**head.provenance, "routed": True, "full_context": p.provenance},
-                )
-        for p in first:  # the metrics read these at the top level
-            inner = p.provenance["full_context"] if p.provenance["routed"] else p.provenance["rag"]
-            for key in ("evidence_recall", "gold_survived", "raw_answer", "cached"):
-                p.provenance[key] = inner.get(key)
-            p.provenance["dropped_tokens"] = inner.get("dropped_tokens", 0)
-        return first
+                records[i].absorb(p, "full_context")
+                records[i].provenance.details["full_context"] = _summary(p.provenance)
+                answers[i] = (p.answer, p.provenance)
+        out = []
+        for i, record in enumerate(records):
+            answer, step = answers[i]  # the step that answered sets what the answer was read from
+            provenance = record.provenance
+            provenance.raw_answer, provenance.context_ids = step.raw_answer, step.context_ids
+            provenance.context_tokens, provenance.dropped_tokens = step.context_tokens, step.dropped_tokens
+            provenance.gold_survived, provenance.evidence_recall = step.gold_survived, step.evidence_recall
+            provenance.measures["routed"] = i in routed
+            out.append(record.prediction(answer))
+        return out
 
     def estimate(
         self,
