@@ -52,9 +52,17 @@ CITATION_COLUMNS = (
 )
 
 
+# What a retrieval-only run (strategy: retrieve, no answers) leads with.
+RETRIEVAL_HEADLINES = ("evidence_recall", "evidence_hit", "mrr")
+
+
 def headline_metrics(frame: pd.DataFrame) -> list[str]:
     """The accuracy metrics ``frame`` (results or per-question scores) has data for, best first."""
     present = [m for m, _ in HEADLINES if m in frame.columns and frame[m].notna().any()]
+    if not present:
+        retrieval = [m for m in RETRIEVAL_HEADLINES if m in frame.columns and frame[m].notna().any()]
+        if retrieval:
+            return retrieval
     free_form = any(m != "contains_answer" for m in present)
     return [m for m in present if not (free_form and m in SHORT_ANSWER)] or ["contains_answer"]
 
@@ -343,7 +351,8 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
         out |= {f"{label(m)} [95% CI]": format_interval(row, m) for m in headlines}
-        out[f"{label('f1')} [95% CI]"] = format_interval(row, "f1")  # the official HotpotQA F1: f1_hotpotqa
+        if _has(results, "f1"):  # not for retrieval only (no answers); HotpotQA's official F1: f1_hotpotqa
+            out[f"{label('f1')} [95% CI]"] = format_interval(row, "f1")
         if "contains_answer" in headlines:
             out["EM"] = f"{row.get('em', float('nan')):.3f}"
         if _has(results, "answer_in_context"):
