@@ -347,6 +347,7 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
     reuse = _differs(results, "prefill_tokens_computed", "effective_context_tokens")
     priced = "dollars" in results and bool((results["dollars"].fillna(0) > 0).any())
     several_calls = _has(results, "calls") and bool((results["calls"] > 1).any())
+    retrieval_only = headlines[0] in RETRIEVAL_HEADLINES  # no prompt: passage tokens, not a context cut
     rows = []
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
@@ -357,7 +358,7 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             out["EM"] = f"{row.get('em', float('nan')):.3f}"
         if _has(results, "answer_in_context"):
             out[f"{label('answer_in_context')} [95% CI]"] = format_interval(row, "answer_in_context")
-        if _has(results, "truncated"):
+        if _has(results, "truncated") and not retrieval_only:
             out["truncated"] = truncation_cell(row)
         if several_calls:
             out["calls"] = f"{row.get('calls', float('nan')):.1f}"
@@ -366,7 +367,10 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             for m in CITATION_COLUMNS
             if _has(results, m) and m not in headlines
         }
-        out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
+        if retrieval_only:  # what a prompt would hold: the retrieved passages' tokens
+            out["passage tokens"] = f"{row.get('context_tokens', float('nan')):.0f}"
+        else:
+            out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
         if reuse:
             out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"
         out["s/question"] = f"{row.get('seconds_per_question', float('nan')):.2f}"
