@@ -805,6 +805,7 @@ def load_experiment(
                 Configuration(resolved=resolved, name=label or strat["type"], arm=index, seed=spec.seed)
             )
     _check_code_references(configurations, file, allow_code, list(spec.arms))
+    _check_answering(configurations, file)
     shared = [
         k for k in _varying_leaves([c.resolved for c in configurations]) if not k.startswith("strategy.")
     ]
@@ -887,6 +888,21 @@ def _code_references(
         for marker in info.metadata:
             if isinstance(marker, CodeReference) and isinstance(value, str):
                 yield f"{path}.{pname}", value, marker
+
+
+def _check_answering(configurations: list[Configuration], file: Any) -> None:
+    """A generator that cannot answer (``generator: none``) only runs retrieval-only arms."""
+    for c in configurations:
+        generator = registry.get("generator", c.resolved["generator"]["type"])
+        strategy = registry.get("strategy", c.resolved["strategy"]["type"])
+        if getattr(generator, "answers", True) is False and getattr(strategy, "answers", True):
+            raise ConfigError(
+                file,
+                f"arms[{c.arm}].strategy",
+                f"strategy {c.resolved['strategy']['type']!r} generates answers, but generator"
+                f" {c.resolved['generator']['type']!r} cannot answer; use 'strategy: retrieve' for"
+                " retrieval-only arms, or give the experiment a generator",
+            )
 
 
 def _check_settings_constraints(

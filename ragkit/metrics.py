@@ -265,6 +265,10 @@ def score(examples: Sequence[Example], predictions: Sequence[Prediction]) -> pd.
             "dropped_tokens": float(provenance.dropped_tokens),
             "gold_survived": _float(provenance.gold_survived),
         }
+        if provenance.measures.get("retrieval_only"):  # no answer to grade: recall@k, hit@k, MRR
+            nan = math.nan
+            row.update(em=nan, f1=nan, contains_answer=nan, f1_hotpotqa=nan, em_squad_v2=nan)
+            row.update(f1_squad_v2=nan, abstained=nan, abstention_correct=nan)
         row.update({f"cost_{k}": v for k, v in prediction.cost.to_dict().items()})
         row.update(truncation(provenance))
         row.update({f"meta_{k}": _scalar(v) for k, v in example.meta.items()})
@@ -323,11 +327,14 @@ def summarize(scores: pd.DataFrame, seed: int = 0) -> dict[str, float]:
     if n == 0:
         return out
     for name in ("em", "contains_answer", "f1"):  # one interval method per metric type (metric_info)
+        if scores[name].isna().all():  # retrieval only: no answers graded
+            continue
         out[name] = float(scores[name].mean())
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval(name, scores[name].to_numpy(), seed=seed)
-    if "answerable" in scores and not scores["answerable"].astype(bool).all():
+    graded = "abstained" in scores and scores["abstained"].notna().any()
+    if graded and "answerable" in scores and not scores["answerable"].astype(bool).all():
         out["abstention_accuracy"] = float(scores["abstention_correct"].mean())
-    if "abstained" in scores:
+    if graded:
         out["abstention_rate"] = float(scores["abstained"].astype(float).mean())
     for name in ("evidence_recall", "dropped_tokens", "gold_survived"):
         if name in scores and scores[name].notna().any():

@@ -52,9 +52,17 @@ CITATION_COLUMNS = (
 )
 
 
+# What a retrieval-only run (strategy: retrieve, no answers) leads with.
+RETRIEVAL_HEADLINES = ("evidence_recall", "evidence_hit", "mrr")
+
+
 def headline_metrics(frame: pd.DataFrame) -> list[str]:
     """The accuracy metrics ``frame`` (results or per-question scores) has data for, best first."""
     present = [m for m, _ in HEADLINES if m in frame.columns and frame[m].notna().any()]
+    if not present:
+        retrieval = [m for m in RETRIEVAL_HEADLINES if m in frame.columns and frame[m].notna().any()]
+        if retrieval:
+            return retrieval
     free_form = any(m != "contains_answer" for m in present)
     return [m for m in present if not (free_form and m in SHORT_ANSWER)] or ["contains_answer"]
 
@@ -339,16 +347,18 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
     reuse = _differs(results, "prefill_tokens_computed", "effective_context_tokens")
     priced = "dollars" in results and bool((results["dollars"].fillna(0) > 0).any())
     several_calls = _has(results, "calls") and bool((results["calls"] > 1).any())
+    retrieval_only = headlines[0] in RETRIEVAL_HEADLINES  # no prompt: passage tokens, not a context cut
     rows = []
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
         out |= {f"{label(m)} [95% CI]": format_interval(row, m) for m in headlines}
-        out[f"{label('f1')} [95% CI]"] = format_interval(row, "f1")  # the official HotpotQA F1: f1_hotpotqa
+        if _has(results, "f1"):  # not for retrieval only (no answers); HotpotQA's official F1: f1_hotpotqa
+            out[f"{label('f1')} [95% CI]"] = format_interval(row, "f1")
         if "contains_answer" in headlines:
             out["EM"] = f"{row.get('em', float('nan')):.3f}"
         if _has(results, "answer_in_context"):
             out[f"{label('answer_in_context')} [95% CI]"] = format_interval(row, "answer_in_context")
-        if _has(results, "truncated"):
+        if _has(results, "truncated") and not retrieval_only:
             out["truncated"] = truncation_cell(row)
         if several_calls:
             out["calls"] = f"{row.get('calls', float('nan')):.1f}"
@@ -357,7 +367,10 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             for m in CITATION_COLUMNS
             if _has(results, m) and m not in headlines
         }
-        out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
+        if retrieval_only:  # what a prompt would hold: the retrieved passages' tokens
+            out["passage tokens"] = f"{row.get('context_tokens', float('nan')):.0f}"
+        else:
+            out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
         if reuse:
             out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"
         out["s/question"] = f"{row.get('seconds_per_question', float('nan')):.2f}"

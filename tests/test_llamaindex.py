@@ -250,7 +250,7 @@ def test_an_experiment_with_llamaindex_chunker_and_retriever(experiment_dict):
             "k": 1,
         }
     ]
-    (result,) = run_experiment(load_experiment(experiment_dict))
+    (result,) = run_experiment(load_experiment(experiment_dict, allow_code=True))  # a factory from tests
     assert result.summary["n_questions"] == 6
     assert result.summary["contains_answer"] == pytest.approx(4 / 6)  # the scripted generator's score
     # word overlap at k=1 finds the gold passage for 5 of the 6 questions

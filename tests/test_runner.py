@@ -74,7 +74,7 @@ def test_resume_after_kill_redoes_nothing(experiment_dict, monkeypatch):
     monkeypatch.setattr(RAG, "run", dying_run)
     with pytest.raises(KeyboardInterrupt):
         run(experiment_dict)
-    run_dir = next(Path(experiment_dict["output_dir"], "test-exp").iterdir())
+    run_dir = next(p for p in Path(experiment_dict["output_dir"], "test-exp").iterdir() if p.is_dir())
     assert len(read_predictions(run_dir / "predictions.jsonl")) == 2  # the first batch survived
     with open(run_dir / "predictions.jsonl", "a") as handle:
         handle.write('{"example_id": "q3", "answ')  # a write cut by the kill

@@ -42,6 +42,9 @@ class Strategy(Component, ABC):
     # Whose informativeness (i_doc, i_shot) the allocation model gives this strategy's rows; ""
     # means its own registry name. RAG is DRAG with m = 0, so RAG says "drag".
     family: ClassVar[str] = ""
+    # False for a strategy that never calls the generator (retrieval only): the only kind an
+    # experiment with a non-answering generator (``generator: none``) may run.
+    answers: ClassVar[bool] = True
 
     def retrievers(self) -> list[Retrieval]:
         """The retrieval settings this strategy reads. The runner replaces each one's
