@@ -18,7 +18,8 @@ import mlflow
 import pytest
 
 from ragkit.config import load_experiment
-from ragkit.recording import Recorder, read_predictions
+from ragkit.predictions_file import read_predictions
+from ragkit.recording import Recorder
 from ragkit.runner import run_experiment
 from tests.conftest import assert_same_results
 
