@@ -236,17 +236,22 @@ def check(
     set_: SetOpt = None,
     allow_code: AllowCodeOpt = False,
     max_configurations: MaxConfigsOpt = None,
+    executor: ExecutorOpt = None,
 ) -> None:
     """Check an experiment without running it: everything `run` checks before a model loads (the
-    YAML, the tracking store, the folders, every component's settings and model files, the data)."""
+    YAML, the executor, the tracking store, the folders, every component's settings and model
+    files, the data)."""
     from ragkit.cache import get_cache
     from ragkit.config import ConfigError
-    from ragkit.runner import build_components, load_datasets, preflight
+    from ragkit.runner import build_components, build_executor, cache_root, load_datasets, preflight
 
-    experiment = _load(file, set_, allow_code=allow_code, max_configurations=max_configurations)
+    experiment = _load(
+        file, set_, allow_code=allow_code, max_configurations=max_configurations, executor=executor
+    )
     try:
+        build_executor(experiment)
         preflight(experiment)
-        build_components(experiment, get_cache(experiment.spec.cache_dir))
+        build_components(experiment, get_cache(cache_root(experiment)))
         datasets = load_datasets(experiment)
     except ConfigError as exc:
         _fail(exc)

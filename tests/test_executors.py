@@ -180,3 +180,18 @@ def test_the_ray_executor_without_ray_fails_before_anything_runs(experiment_dict
     with pytest.raises(ConfigError, match=r"executor: the ray executor needs Ray: pip install"):
         run_experiment(load_experiment(experiment_dict, executor="ray"))
     assert not Path(experiment_dict["output_dir"]).exists()
+
+
+def test_check_names_a_missing_ray_as_one_error_line(experiment_dict, tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from ragkit.cli import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment_dict))
+    result = CliRunner().invoke(app, ["check", str(path), "--executor", "ray"])
+    assert result.exit_code == 2
+    assert "executor: the ray executor needs Ray" in " ".join(result.output.split())
+    assert CliRunner().invoke(app, ["check", str(path)]).exit_code == 0
