@@ -45,6 +45,9 @@ class Strategy(Component, ABC):
     # False for a strategy that never calls the generator (retrieval only): the only kind an
     # experiment with a non-answering generator (``generator: none``) may run.
     answers: ClassVar[bool] = True
+    # Parameters added after configurations were first run, left out of a configuration's identity
+    # while at their default (ragkit.config._expand_fields): an old run keeps its folder.
+    late_params: ClassVar[frozenset[str]] = frozenset({"citations"})
 
     def retrievers(self) -> list[Retrieval]:
         """The retrieval settings this strategy reads. The runner replaces each one's
