@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from ragkit.cli import app
 from ragkit.config import load_experiment
+from ragkit.report import display_table, results_frame
 from ragkit.runner import run_experiment
 from ragkit.strategies import _citing
 from ragkit.strategies.prompts import question_messages
@@ -59,10 +60,20 @@ def test_citing_run_scores_citations_against_gold_evidence(experiment_dict, tmp_
     path.write_text(yaml.safe_dump(experiment_dict))
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 0, result.output
-    out = " ".join(result.output.split())
-    assert all(column in out for column in ("cite recall", "cite precision", "citing"))
+    assert "cite recall" in " ".join(result.output.split())
 
-    by_name = {r.configuration.name: r for r in run_experiment(load_experiment(path))}
+    results = run_experiment(load_experiment(path))  # resumed from the run folders
+    table = display_table(results_frame(results)).set_index("configuration")
+    # what the prompt showed, then what the answer cited
+    shown = list(table.columns).index("evidence recall@k [95% CI]")
+    assert list(table.columns[shown + 1 : shown + 4]) == [
+        "cite recall [95% CI]",
+        "cite precision [95% CI]",
+        "citing [95% CI]",
+    ]
+    assert table.loc["full_context", "cite recall [95% CI]"] == "0.167 [0.00, 0.50]"
+    assert table.loc["full_context", "citing [95% CI]"].startswith("0.167 [0.03,")  # Wilson for a 0/1 metric
+    by_name = {r.configuration.name: r for r in results}
     full = by_name["full_context"].scores.set_index("example_id")
     assert full.loc["q1", "citation_recall"] == 1.0 and full.loc["q1", "citation_precision"] == 1.0
     assert full.loc["q1", "contains_answer"] == 1.0 and full.loc["q1", "em"] == 1.0  # "[2]" stripped
