@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ragkit.allocation import DEFAULT_DIMS, Dim
+from ragkit.allocation import DEFAULT_DIMS, Dim, split_column
 from ragkit.suggestion import (
     BUDGET,
     FITS,
     STRATEGY,
     TOKENS,
+    declared,
     fit_for,
     fit_results,
     group_of,
@@ -102,6 +103,9 @@ def bootstrap_validation(
     # Only the columns the fits read: hundreds of refits on a wide results frame cost seconds each.
     keep = {"config_hash", "config_name", "n_questions", metric, STRATEGY, *FITS.values(), BUDGET}
     keep |= {d.column for d in dims}
+    for strategy_type in clean[STRATEGY].dropna().unique() if STRATEGY in clean else ():
+        found = declared(str(strategy_type))  # theta columns each strategy declares (Dim.column "")
+        keep |= {split_column(column)[0] for column in (found[0].values() if found else ())}
     clean = clean[[c for c in clean.columns if c in keep or c.startswith(("generator.", "dataset."))]]
     matrix = question_matrix(scores[scores["config_hash"].isin(clean["config_hash"])], metric)
     fits = fit_results(clean, metric, dims, by=by)

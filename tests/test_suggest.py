@@ -208,6 +208,7 @@ def test_noise_ceiling_by_hand():
 
 def test_bootstrap_validation_gives_intervals_around_the_point_values(finished):
     from ragkit.report import load_results, load_scores
+    from ragkit.suggestion import fit_results
     from ragkit.validation import bootstrap_validation, mean_regret_summary
 
     path, _ = finished
@@ -216,6 +217,10 @@ def test_bootstrap_validation_gives_intervals_around_the_point_values(finished):
     )
     [fit] = validation["fit"].to_dict("records")
     assert fit["n_questions"] == 4 and fit["r2_low"] <= fit["r2_high"] <= 1.0
+    # the point R^2 is the fit's own: theta read from the columns the strategies declare (a
+    # validation frame without strategy.retrieval.k once read every k as 0 and reported R^2 ~ 0)
+    [model] = fit_results(load_results(path), "contains_answer").values()
+    assert fit["r2"] == pytest.approx(model.model.metrics["r2"]) and model.model.metrics["r2"] > 0.1
     assert fit["noise_ceiling"] <= 1.0
     regret = validation["regret"]
     assert (regret["grid_best_score_low"] <= regret["grid_best_score"] + 1e-9).all()
