@@ -195,3 +195,13 @@ def test_check_names_a_missing_ray_as_one_error_line(experiment_dict, tmp_path, 
     assert result.exit_code == 2
     assert "executor: the ray executor needs Ray" in " ".join(result.output.split())
     assert CliRunner().invoke(app, ["check", str(path)]).exit_code == 0
+
+
+def test_a_budget_smaller_than_the_prompt_names_the_arm_and_leaves_no_run(experiment_dict):
+    import mlflow
+
+    experiment_dict["arms"][0]["budget"] = 8
+    with pytest.raises(ConfigError, match=r"arms\[0\]\.budget: configuration 'rag k=1': the prompt without"):
+        run_experiment(load_experiment(experiment_dict))
+    client = mlflow.MlflowClient(experiment_dict["tracking_uri"])
+    assert client.get_experiment_by_name("test-exp") is None  # MLflow was never opened

@@ -264,3 +264,12 @@ def test_worker_resources_follow_the_generator_unless_set():
     assert executor._pool_size({"num_cpus": 3.0, "num_gpus": 0.0}, cpu_only, units=10) == 2
     assert executor._pool_size({"num_cpus": 1.0, "num_gpus": 0.0}, cpu_only, units=3) == 3
     assert RayExecutor(workers=5)._pool_size({"num_cpus": 1.0, "num_gpus": 0.0}, cpu_only, units=3) == 3
+
+
+def test_a_budget_error_on_a_worker_names_the_arm(cluster, experiment_dict, tmp_path):
+    from ragkit.config import ConfigError
+
+    experiment_dict["arms"][0]["budget"] = 8
+    spec = on_ray(experiment_dict, tmp_path, "ray")
+    with pytest.raises(ConfigError, match=r"arms\[0\]\.budget: configuration 'rag k=1': the prompt without"):
+        run_experiment(load_experiment(spec), executor=RayExecutor(address=cluster.address))
