@@ -420,7 +420,13 @@ def _expand_fields(
     for axis in axes:
         total *= len(axis)
     _check_sweep_size(total, source, path)
-    return [dict(combo) for combo in itertools.product(*axes)]
+    # Options added after a component's configurations were first run stay out of the resolved
+    # configuration (and so out of its hash) while at their default: adding an option must not
+    # rename every earlier run folder and MLflow run. The constructor's default builds them.
+    late = {p: fields[p].get_default() for p in getattr(cls, "late_params", ()) if p in fields}
+    return [
+        {k: v for k, v in combo if not (k in late and v == late[k])} for combo in itertools.product(*axes)
+    ]
 
 
 def _jsonable(value: Any) -> bool:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 ACCURACY = (
@@ -166,6 +167,7 @@ def context_plot(results: pd.DataFrame, metric: str, path: Path) -> Path:
     frame = results.dropna(subset=[metric, "effective_context_tokens"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8, 5))
     strategies = frame.get("strategy.type", pd.Series(["?"] * len(frame)))
+    placed: list[tuple[float, float]] = []  # labelled points: near ones stack their labels upwards
     for n, strategy in enumerate(dict.fromkeys(strategies)):
         rows = frame[strategies == strategy]
         low = rows[metric] - rows.get(f"{metric}_ci_low", rows[metric])
@@ -180,11 +182,18 @@ def context_plot(results: pd.DataFrame, metric: str, path: Path) -> Path:
             label=str(strategy),
         )
         for _, row in rows.iterrows():
+            x, y = float(row["effective_context_tokens"]), float(row[metric])
+            near = sum(
+                1
+                for px, py in placed
+                if abs(np.log2(max(x, 1.0)) - np.log2(max(px, 1.0))) < 0.3 and abs(y - py) < 0.08
+            )
+            placed.append((x, y))
             ax.annotate(
                 str(row["config_name"]),
-                (row["effective_context_tokens"], row[metric]),
+                (x, y),
                 textcoords="offset points",
-                xytext=(5, 4),
+                xytext=(5, 4 + 11 * near),
                 fontsize=7,
             )
     front = frame.iloc[pareto_front(frame["effective_context_tokens"].tolist(), frame[metric].tolist())]

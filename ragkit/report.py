@@ -362,9 +362,12 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             out["truncated"] = truncation_cell(row)
         if several_calls:
             out["calls"] = f"{row.get('calls', float('nan')):.1f}"
+        # Beside citation recall, the gold evidence the prompt showed: a citation can only find
+        # what was shown, so the gap between the two is the answer's, not retrieval's.
+        shown = ("evidence_recall",) if _has(results, "citation_recall") else ()
         out |= {
             f"{label(m)} [95% CI]": format_interval(row, m)
-            for m in CITATION_COLUMNS
+            for m in (*shown, *CITATION_COLUMNS)
             if _has(results, m) and m not in headlines
         }
         if retrieval_only:  # what a prompt would hold: the retrieved passages' tokens

@@ -120,3 +120,33 @@ def test_one_interval_method_and_one_name_per_metric():
     assert (summary["contains_answer_ci_low"], summary["contains_answer_ci_high"]) == (low, high)
     assert high == pytest.approx(0.324, abs=1e-3)
     assert label("longform_approx") == "answer≈ (approx)"
+
+
+def test_answer_in_context_is_measured_on_what_the_prompt_showed():
+    """The proxy behind the run table's 'answer in context' column: a reference answer in the
+    packed passages (RAG) or in the fitted document (full context, after truncation)."""
+    from ragkit.generators.scripted import ScriptedGenerator
+    from ragkit.retrievers.bm25 import BM25Retriever
+    from ragkit.strategies.full_context import FullContext
+    from ragkit.strategies.rag import RAG
+    from ragkit.strategies.retrieval import Retrieval
+    from ragkit.types import Document, Example
+
+    filler = " ".join(f"word{i}" for i in range(400))
+    documents = [
+        Document("a", "The capital of France is Paris."),
+        Document("b", "Bread is made from flour."),
+        Document("c", filler),
+    ]
+    example = Example("q", "What is the capital of France?", ["Paris"], documents=documents)
+    generator = ScriptedGenerator(context_window=4096, script={"France": "Paris"})
+    [hit] = RAG(retrieval=Retrieval(retriever=BM25Retriever(), k=1)).run([example], generator)
+    assert hit.provenance.measures["answer_in_context"] == 1.0
+    elsewhere = Example("q2", "What is bread made from?", ["Paris"], documents=documents)
+    [miss] = RAG(retrieval=Retrieval(retriever=BM25Retriever(), k=1)).run([elsewhere], generator)
+    assert miss.provenance.measures["answer_in_context"] == 0.0  # flour's passage, not Paris's
+    [whole] = FullContext().run([example], generator)
+    assert whole.provenance.measures["answer_in_context"] == 1.0
+    # cut to a window that keeps only the end of the context: Paris (first document) is gone
+    [cut] = FullContext(truncation="start", budget=120).run([example], generator)
+    assert cut.provenance.measures["truncated"] and cut.provenance.measures["answer_in_context"] == 0.0

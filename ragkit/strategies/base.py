@@ -45,6 +45,9 @@ class Strategy(Component, ABC):
     # False for a strategy that never calls the generator (retrieval only): the only kind an
     # experiment with a non-answering generator (``generator: none``) may run.
     answers: ClassVar[bool] = True
+    # Parameters added after configurations were first run, left out of a configuration's identity
+    # while at their default (ragkit.config._expand_fields): an old run keeps its folder.
+    late_params: ClassVar[frozenset[str]] = frozenset({"citations"})
 
     def retrievers(self) -> list[Retrieval]:
         """The retrieval settings this strategy reads. The runner replaces each one's
@@ -194,6 +197,19 @@ class Record:
         self.provenance.context_tokens = context.tokens
         self.provenance.dropped_tokens += context.dropped_tokens
         self.provenance.gold_survived = context.gold_survived
+        record_answer_in_context(self, context.text)
 
     def prediction(self, answer: str) -> Prediction:
         return Prediction(self.example.id, answer, self.cost, self.provenance)
+
+
+def record_answer_in_context(record: Record, text: str) -> None:
+    """The measure ``answer_in_context``: 1.0 when a reference answer occurs (as contains-answer
+    reads it) in the context the answering prompt shows. A proxy for "could the generator have
+    answered from what it saw", which separates a retrieval or truncation miss from a reading miss;
+    not recorded for unanswerable questions or examples without references."""
+    from ragkit.metrics import contains_answer
+
+    example = record.example
+    if example.answerable and any(a.strip() for a in example.answers):
+        record.provenance.measures["answer_in_context"] = contains_answer(text, example.answers)

@@ -190,6 +190,9 @@ def fit_context(
     provenance.gold_survived = None if not example.evidence else evidence_in(example.evidence, [text]) == 1.0
     provenance.evidence_recall = evidence_in(example.evidence, [text])
     provenance.measures.update(full_context_tokens=full, truncated=text != block, n_documents=len(documents))
+    from ragkit.strategies.base import record_answer_in_context  # base imports this module
+
+    record_answer_in_context(record, text)
     return make_messages(text), total
 
 

@@ -4,7 +4,8 @@ When the documents do not fit, tokens are cut (from the middle by default, the L
 convention: the start and the end of a long input carry the most signal) and the cut is
 recorded per question: how many tokens were dropped and whether all gold evidence survived.
 Never silent (:func:`ragkit.strategies.context.fit_context`, which other strategies reading the
-whole context share).
+whole context share). ``citations: true`` asks for bracketed citations of the numbered documents
+and records them (:mod:`ragkit.strategies._citing`); a document cut from the middle keeps its number.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from ragkit.constraints import Tokens
 from ragkit.generators._prefix import computed_tokens
 from ragkit.generators.base import Generator, Message
 from ragkit.registry import register
+from ragkit.strategies import _citing
 from ragkit.strategies._common import answer_once
 from ragkit.strategies.base import Record, Strategy, prompt_limit
 from ragkit.strategies.context import fit_context
-from ragkit.strategies.prompts import question_messages
 from ragkit.types import Cost, Document, Example, Prediction
 
 
@@ -34,23 +35,25 @@ class FullContext(Strategy):
         budget: Tokens | None = None,
         abstain: bool = False,
         max_new_tokens: Tokens | None = None,
+        citations: bool = False,
     ) -> None:
         self.truncation = truncation
         self.budget = budget
         self.abstain = abstain
         self.max_new_tokens = max_new_tokens
+        self.citations = citations
 
     def _prepare(
         self, record: Record, generator: Generator, corpus: Sequence[Document] | None
     ) -> tuple[list[Message], int]:
         """The prompt and its tokens; the record gets the context's provenance."""
         limit = prompt_limit(generator, self.max_new_tokens, self.budget)
-        question = record.example.question
+        example = record.example
         return fit_context(
             record,
             generator,
             corpus,
-            lambda docs: question_messages(question, docs, abstain=self.abstain),
+            lambda docs: _citing.messages(example, docs, abstain=self.abstain, citations=self.citations),
             limit,
             self.truncation,
         )
@@ -63,7 +66,11 @@ class FullContext(Strategy):
     ) -> list[Prediction]:
         records = [Record(e) for e in examples]
         prepared = [self._prepare(r, generator, corpus) for r in records]
-        return answer_once(generator, records, [messages for messages, _ in prepared], self.max_new_tokens)
+        predictions = answer_once(generator, records, [m for m, _ in prepared], self.max_new_tokens)
+        if not self.citations:
+            return predictions
+        shown = [_citing.whole_context(r.example, corpus) for r in records]
+        return _citing.finish(predictions, records, shown)
 
     def estimate(
         self,

@@ -2,7 +2,8 @@
 
 One generator call per question, so the effective context length is the prompt length. The
 retrieval pipeline is the shared :class:`~ragkit.strategies.retrieval.Retrieval` setting; ``budget``
-caps the prompt (the model window always applies).
+caps the prompt (the model window always applies). ``citations: true`` asks for bracketed
+citations of the numbered passages and records them (:mod:`ragkit.strategies._citing`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import ClassVar
 from ragkit.constraints import Tokens
 from ragkit.generators.base import Generator
 from ragkit.registry import register
+from ragkit.strategies import _citing
 from ragkit.strategies._common import answer_once
 from ragkit.strategies.base import Record, Strategy, prompt_limit
 from ragkit.strategies.context import Packed, pack
-from ragkit.strategies.prompts import question_messages
 from ragkit.strategies.retrieval import Retrieval
 from ragkit.types import Cost, Document, Example, Prediction, Scored
 
@@ -34,11 +35,13 @@ class RAG(Strategy):
         budget: Tokens | None = None,
         abstain: bool = False,
         max_new_tokens: Tokens | None = None,
+        citations: bool = False,
     ) -> None:
         self.retrieval = retrieval
         self.budget = budget
         self.abstain = abstain
         self.max_new_tokens = max_new_tokens
+        self.citations = citations
 
     def retrievers(self) -> list[Retrieval]:
         return [self.retrieval]
@@ -64,7 +67,7 @@ class RAG(Strategy):
         return pack(
             generator,
             selected,
-            lambda docs: question_messages(example.question, docs, abstain=self.abstain),
+            lambda docs: _citing.messages(example, docs, abstain=self.abstain, citations=self.citations),
             limit,
             order=self.retrieval.ordered,
             evidence=example.evidence,
@@ -78,7 +81,11 @@ class RAG(Strategy):
     ) -> list[Prediction]:
         records = [Record(e) for e in examples]
         prepared = self.contexts(records, generator, corpus)
-        return answer_once(generator, records, [p.messages for p in prepared], self.max_new_tokens)
+        predictions = answer_once(generator, records, [p.messages for p in prepared], self.max_new_tokens)
+        if not self.citations:
+            return predictions
+        shown = [[s.chunk for s in p.context.chunks] for p in prepared]
+        return _citing.finish(predictions, records, shown)
 
     def estimate(
         self,
