@@ -25,7 +25,7 @@ import pandas as pd
 
 from ragkit.cache import Cache
 from ragkit.config import load_experiment
-from ragkit.runner import prepare, run_configuration
+from ragkit.runner import prepare, run_experiment
 
 
 def experiment(questions: int, ks: list[int], generator: str, root: Path) -> dict:
@@ -42,10 +42,8 @@ def experiment(questions: int, ks: list[int], generator: str, root: Path) -> dic
 
 def timed_run(spec: dict, cache_dir: Path) -> tuple[dict[str, float], dict[str, int], int]:
     """Run every configuration; seconds and calls inside each inner retriever, generator calls."""
-    # components that keep their own disk caches (dense embeddings) use the process-wide cache:
-    # point it at this run's folder too, so the cold runs are really cold
-    os.environ["RAGKIT_CACHE_DIR"] = str(cache_dir)
-    prepared = prepare(load_experiment(spec), cache=Cache(cache_dir))
+    loaded = load_experiment(spec)
+    prepared = prepare(loaded, cache=Cache(cache_dir))  # every stage caches there (embeddings too)
     seconds: dict[str, float] = {}
     for wrapped in {id(r): r for r in prepared.retrievers}.values():
         inner = wrapped.inner
@@ -61,9 +59,7 @@ def timed_run(spec: dict, cache_dir: Path) -> tuple[dict[str, float], dict[str, 
 
         inner.retrieve = timed
         seconds.setdefault(name, 0.0)
-    out = Path(spec["output_dir"]) / spec["name"]
-    for index in range(len(prepared.strategies)):
-        run_configuration(prepared, index, output_dir=out)
+    run_experiment(loaded, prepared=prepared)
     calls = {}
     for r in {id(r): r for r in prepared.retrievers}.values():
         key = r.inner.registry_name + ("" if r.inner.registry_name != "dense" else "-minilm")

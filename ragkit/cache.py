@@ -244,17 +244,62 @@ class Cache:
             self._db.close()
 
 
-_DEFAULT: dict[str, Cache] = {}
+class Journal:
+    """Cache entries written by one process, to be stored in another cache (a cluster worker's
+    new entries, stored by the driver). Plain data: it pickles."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, Any]] = {}  # stage -> key -> JSON value
+        self.arrays: dict[tuple[str, str], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.values.values()) + len(self.arrays)
+
+    def store(self, cache: Cache) -> None:
+        """Write the entries into ``cache`` (the base class's writes: a journaling cache does not
+        record them again, so seeding a worker never sends its seed back)."""
+        for stage, items in self.values.items():
+            Cache.put_many(cache, stage, items)
+        for (stage, key), array in self.arrays.items():
+            if not cache._array_path(stage, key).exists():
+                Cache.put_array(cache, stage, key, array)
+
+
+class JournalingCache(Cache):
+    """A cache that also remembers what it writes, until :meth:`take_journal`. A cluster worker
+    off the driver's machine caches on its own disk and sends its new entries back with its
+    results, so no SQLite file is ever shared over a network file system."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        super().__init__(root)
+        self._journal = Journal()
+
+    def put_many(self, stage: str, items: dict[str, Any]) -> None:
+        super().put_many(stage, items)
+        self._journal.values.setdefault(stage, {}).update(items)
+
+    def put_array(self, stage: str, key: str, array: np.ndarray) -> Path:
+        self._journal.arrays[(stage, key)] = np.ascontiguousarray(array)
+        return super().put_array(stage, key, array)
+
+    def take_journal(self) -> Journal:
+        journal, self._journal = self._journal, Journal()
+        return journal
 
 
 def default_cache_dir() -> str:
-    """``$RAGKIT_CACHE_DIR`` or ``.ragkit/cache``."""
+    """Where a cache lives when nothing names one: ``$RAGKIT_CACHE_DIR`` or ``.ragkit/cache``."""
     return os.environ.get("RAGKIT_CACHE_DIR") or DEFAULT_CACHE_DIR
 
 
+_OPEN: dict[str, Cache] = {}
+
+
 def get_cache(root: str | os.PathLike[str] | None = None) -> Cache:
-    """The process-wide cache for ``root`` (default: ``$RAGKIT_CACHE_DIR`` or ``.ragkit/cache``)."""
+    """The open cache rooted at ``root`` (default: :func:`default_cache_dir`), one per folder and
+    process: SQLite connections are opened once, not once per stage or unit. Components never call
+    this; they use the cache they were handed (:func:`ragkit.component.bind_cache`)."""
     path = str(Path(root or default_cache_dir()).resolve())
-    if path not in _DEFAULT:
-        _DEFAULT[path] = Cache(path)
-    return _DEFAULT[path]
+    if path not in _OPEN:
+        _OPEN[path] = Cache(path)
+    return _OPEN[path]

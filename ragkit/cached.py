@@ -140,6 +140,9 @@ class CachedGenerator(Generator):
     def input_limit(self, max_new_tokens: int | None = None) -> int:
         return self.inner.input_limit(max_new_tokens)
 
+    def gpus(self, available: bool) -> int:
+        return self.inner.gpus(available)
+
     def _generate(self, prompts: list[str], requests: list[GenerationRequest]) -> list[Generation]:
         raise NotImplementedError  # generate() is overridden whole
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import pkgutil
 import subprocess
 import sys
@@ -17,16 +15,19 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only; never a hub download at run time
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "Loading weights" bars would bury ours
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # GGUF de-quantising and encode bars (raw tqdm) under ours
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from ragkit.process import configure_process
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="RAG vs long context under compute budgets."
 )
+
+
+@app.callback()
+def _set_up() -> None:
+    """RAG vs long context under compute budgets."""
+    configure_process()  # before any command imports transformers, tqdm or mlflow
+
+
 console = Console(width=None if sys.stdout.isatty() else 160)  # piped output: don't wrap at 80
 error_console = Console(stderr=True)
 
@@ -88,6 +89,7 @@ def _load(
     *,
     allow_code: bool = False,
     max_configurations: int | None = None,
+    executor: str | None = None,
 ):
     from ragkit.config import MAX_CONFIGURATIONS, ConfigError, load_experiment
 
@@ -97,9 +99,20 @@ def _load(
             overrides or [],
             allow_code=allow_code,
             max_configurations=max_configurations or MAX_CONFIGURATIONS,
+            executor=executor,
         )
     except ConfigError as exc:
         _fail(exc)
+
+
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="where units run: local (this process) or ray (a Ray cluster: the YAML's ray settings, else"
+        " RAY_ADDRESS, else a new local one); a YAML mapping such as '{type: ray, address: auto}' too",
+    ),
+]
 
 
 @app.command()
@@ -112,6 +125,7 @@ def run(
     wait: Annotated[
         bool, typer.Option("--wait", help="if this experiment is already running, wait for it, then resume")
     ] = False,
+    executor: ExecutorOpt = None,
 ) -> None:
     """Run (or resume) every configuration of an experiment and log it to MLflow."""
     from ragkit.config import ConfigError
@@ -123,10 +137,13 @@ def run(
     from ragkit.security import redact
     from ragkit.tracking import TrackingError, resolve_tracking_uri
 
-    experiment = _load(file, set_, allow_code=allow_code, max_configurations=max_configurations)
+    experiment = _load(
+        file, set_, allow_code=allow_code, max_configurations=max_configurations, executor=executor
+    )
     console.print(
-        f"[bold]{escape(experiment.name)}[/]: {len(experiment.configurations)} configurations, "
-        f"tracking at {escape(redact(resolve_tracking_uri(experiment.spec.tracking_uri)))}"
+        f"[bold]{escape(experiment.name)}[/]: {len(experiment.configurations)} configurations on"
+        f" {escape(experiment.executor['type'])},"
+        f" tracking at {escape(redact(resolve_tracking_uri(experiment.spec.tracking_uri)))}"
     )
     with progress_display(console) as hook:
         try:
@@ -219,17 +236,22 @@ def check(
     set_: SetOpt = None,
     allow_code: AllowCodeOpt = False,
     max_configurations: MaxConfigsOpt = None,
+    executor: ExecutorOpt = None,
 ) -> None:
     """Check an experiment without running it: everything `run` checks before a model loads (the
-    YAML, the tracking store, the folders, every component's settings and model files, the data)."""
+    YAML, the executor, the tracking store, the folders, every component's settings and model
+    files, the data)."""
     from ragkit.cache import get_cache
     from ragkit.config import ConfigError
-    from ragkit.runner import build_components, load_datasets, preflight
+    from ragkit.runner import build_components, build_executor, cache_root, load_datasets, preflight
 
-    experiment = _load(file, set_, allow_code=allow_code, max_configurations=max_configurations)
+    experiment = _load(
+        file, set_, allow_code=allow_code, max_configurations=max_configurations, executor=executor
+    )
     try:
+        build_executor(experiment)
         preflight(experiment)
-        build_components(experiment, get_cache(experiment.spec.cache_dir))
+        build_components(experiment, get_cache(cache_root(experiment)))
         datasets = load_datasets(experiment)
     except ConfigError as exc:
         _fail(exc)
@@ -437,12 +459,6 @@ def _register_plugins() -> None:
             module.register(app)
 
 
-logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-# mlflow sets its own logger to INFO when it is imported (after this), which printed "Creating initial
-# MLflow database tables..." on every first run; its environment variable is read at that import.
-os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-for noisy in ("bm25s", "sentence_transformers", "transformers", "faiss", "httpx", "alembic", "mlflow"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
 _register_plugins()
 
 if __name__ == "__main__":

@@ -4,14 +4,22 @@ Constructors take typed keyword arguments and only store them under the same nam
 indexes load lazily on first use and live in attributes ending in ``_``. ``spec()`` is what cache
 keys and MLflow params are built from: the registered type, the parameters and the stage version
 (bump ``version`` when a change alters outputs, so stale cache entries are not reused).
+
+Caches are handed down, never fetched: whoever builds components for a run (a unit's worker)
+calls :func:`bind_cache` on them, and a stage that caches (embeddings, scores, converted weights)
+reads :meth:`Component.stage_cache`. So the experiment's ``cache_dir`` governs every cache, on
+whatever machine the unit runs.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ragkit.types import stable_hash
+
+if TYPE_CHECKING:
+    from ragkit.cache import Cache
 
 
 class Component:
@@ -42,6 +50,35 @@ class Component:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+    def stage_cache(self) -> Cache:
+        """The cache this component was handed by :func:`bind_cache`. A component used on its own
+        (a script, a notebook, a benchmark) gets the default folder's (``$RAGKIT_CACHE_DIR`` or
+        ``.ragkit/cache``)."""
+        bound = getattr(self, "cache_", None)
+        if bound is None:
+            from ragkit.cache import get_cache
+
+            bound = get_cache()
+        return bound
+
+
+def bind_cache(component: Any, cache: Cache) -> None:
+    """Hand ``cache`` to ``component`` and to every component among its parameters, nested ones
+    and lists of them included (a hybrid retriever's two retrievers, a strategy's pruner)."""
+    seen: set[int] = set()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, list | tuple):
+            for item in value:
+                visit(item)
+        elif isinstance(value, Component) and id(value) not in seen:
+            seen.add(id(value))
+            value.cache_ = cache
+            for param in value.get_params().values():
+                visit(param)
+
+    visit(component)
 
 
 class Settings(Component):

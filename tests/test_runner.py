@@ -6,12 +6,18 @@ import pandas as pd
 import pytest
 
 from ragkit.config import load_experiment
-from ragkit.runner import prepare, read_predictions, run_configuration, run_experiment
+from ragkit.runner import plan, prepare, read_predictions, run_experiment
 from ragkit.strategies.rag import RAG
 
 
 def run(experiment_dict, **kwargs):
     return run_experiment(load_experiment(experiment_dict), **kwargs)
+
+
+def run_units(prepared, indices):
+    """Execute the units of some configurations on the prepared worker, recording nothing."""
+    todo = {i: [e.id for e in next(iter(prepared.datasets.values())).examples] for i in indices}
+    return [prepared.worker.run(unit) for unit in plan(prepared, todo)]
 
 
 def test_end_to_end_scores_and_files(experiment_dict):
@@ -48,13 +54,11 @@ def test_effective_context_equals_prompt_tokens(experiment_dict):
 
 
 def test_k_sweep_retrieves_once_per_question(experiment_dict):
-    experiment = load_experiment(experiment_dict)
-    prepared = prepare(experiment)
-    out = Path(experiment_dict["output_dir"])
-    for index in (0, 1):
-        run_configuration(prepared, index, output_dir=out)
+    prepared = prepare(load_experiment(experiment_dict))
+    results = run_units(prepared, [0, 1])
     calls = sum(r.calls_ for r in prepared.retrievers)
     assert calls == 6  # k=1 and k=2 share one retrieval at depth 2 per question
+    assert sum(len(r.predictions) for r in results) == 12
 
 
 def test_resume_after_kill_redoes_nothing(experiment_dict, monkeypatch):
@@ -86,11 +90,8 @@ def test_generation_cache_survives_a_deleted_run_folder(experiment_dict):
     first = run(experiment_dict)
     for r in first:
         (r.run_dir / "predictions.jsonl").unlink()
-    experiment = load_experiment(experiment_dict)
-    prepared = prepare(experiment)
-    out = Path(experiment_dict["output_dir"]) / "test-exp"
-    for index in range(3):
-        run_configuration(prepared, index, output_dir=out)
+    prepared = prepare(load_experiment(experiment_dict))
+    run_units(prepared, range(3))
     assert sum(g.generated_ for g in prepared.generators.values()) == 0  # all answers from the cache
 
 

@@ -3,7 +3,7 @@ facts from its Hugging Face files, without loading its weights.
 
 ``model`` is a packaged model name (``smollm2``, see :mod:`ragkit.generators.packaged`), a local
 folder, a local ``.gguf`` file or a hub id (offline runs need it in the local HF cache). A GGUF's
-tokenizer and config take ~10 s to parse, so their converted form is kept under the ragkit cache
+tokenizer and config take ~10 s to parse, so their converted form is kept under the run's cache
 folder (keyed by the file's path, size, mtime and the transformers version).
 """
 
@@ -125,14 +125,14 @@ class HFPromptGenerator(Generator):
             return None
         import transformers
 
-        from ragkit.cache import cache_key, get_cache
+        from ragkit.cache import cache_key
 
         target = Path(folder) / gguf
         stat = target.stat()
         key = cache_key(
             "hf-gguf-meta", str(target.resolve()), stat.st_size, stat.st_mtime_ns, transformers.__version__
         )
-        return get_cache().root / "hf-gguf-meta" / key
+        return self.stage_cache().root / "hf-gguf-meta" / key
 
     def _load_meta(self) -> None:
         """Load tokenizer and config (never the weights) into ``hf_tokenizer_`` and ``config_``."""

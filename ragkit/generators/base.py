@@ -165,6 +165,11 @@ class Generator(Component, ABC):
         """Decoding parameters that change outputs (part of the generation cache key)."""
         return {"max_new_tokens": self.max_new_tokens, "temperature": 0.0}
 
+    def gpus(self, available: bool) -> int:
+        """GPUs a worker holding this generator reserves (a cluster executor asks for them per
+        worker); ``available``: whether the cluster has any. 0: it runs on CPUs, or calls a server."""
+        return 0
+
     def input_limit(self, max_new_tokens: int | None = None) -> int:
         """Most prompt tokens that leave room for the answer inside the window."""
         return self.context_window - (max_new_tokens or self.max_new_tokens)

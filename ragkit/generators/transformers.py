@@ -98,6 +98,11 @@ class TransformersGenerator(InternalMethods, PrefixReuse, HFPromptGenerator):
         self.model_ = None
         self.held_prefix_ = None  # see PrefixReuse
 
+    def gpus(self, available: bool) -> int:
+        if self.device == "auto":
+            return 1 if available else 0
+        return 1 if self.device.startswith("cuda") else 0
+
     def resolved_device(self) -> str:
         if self.device != "auto":
             return self.device

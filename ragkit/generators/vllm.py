@@ -71,6 +71,10 @@ class VLLMGenerator(HFPromptGenerator):
         self.prices = prices
         self.engine_ = None
 
+    def gpus(self, available: bool) -> int:
+        # vLLM runs on the GPUs it finds; on a CPU-only cluster its CPU build needs none.
+        return self.tensor_parallel_size if available else 0
+
     def decoding(self) -> dict[str, Any]:
         return {
             "max_new_tokens": self.max_new_tokens,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from ragkit.cache import cache_key, get_cache
+from ragkit.cache import cache_key
 from ragkit.data.sentences import split_sentences
 from ragkit.pruners.base import Pruner
 from ragkit.types import AuxUse, Batch, Chunk, Evidence, Scored
@@ -137,7 +137,7 @@ class ScoringPruner(Pruner):
     # -- cached scoring --------------------------------------------------------------------------
     def scores(self, items: Sequence[ScoringItem]) -> list[SentenceScores]:
         """Scores of every item, from the cache when there; misses are scored in one batch."""
-        cache = get_cache()
+        cache = self.stage_cache()
         identity = self.score_spec()
         keys = [
             cache_key(CACHE_STAGE, identity, it.query, it.chunk.title, it.chunk.text, it.sentences)

@@ -58,6 +58,6 @@ class BiEncoderReranker(Reranker):
     ) -> list[list[Scored]]:
         self._load()
         identity = {**self.spec(), "weights": self.identity_}
-        out, use = cached_rerank(identity, queries, candidates, self._score)
+        out, use = cached_rerank(self.stage_cache(), identity, queries, candidates, self._score)
         self.aux_tokens_ += sum(u.tokens for u in use)
         return Batch(out, use)

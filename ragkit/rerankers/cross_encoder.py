@@ -2,7 +2,7 @@
 
 ``model`` is a local folder or a hub id already in the local Hugging Face cache; ragkit never
 downloads at run time, and a model that cannot be loaded offline fails with its name and what to
-do. Each (query, passage) score is cached (``ragkit.cache``) by the model's identity, the query and
+do. Each (query, passage) score is cached (in the run's cache) by the model's identity, the query and
 the passage text, so a sweep over k, pruners or generators scores each pair once. ``aux_tokens_``
 counts the tokens the model reads (the cache is an experiment shortcut, so cached pairs count too).
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.cache import cache_key, get_cache
+from ragkit.cache import Cache, cache_key
 from ragkit.constraints import Count, Device, Tokens
 from ragkit.registry import register
 from ragkit.rerankers.base import Reranker
@@ -38,6 +38,7 @@ def model_identity(model: str) -> dict[str, Any]:
 
 
 def cached_rerank(
+    cache: Cache,
     identity: Any,
     queries: Sequence[str],
     candidates: Sequence[Sequence[Scored]],
@@ -48,7 +49,6 @@ def cached_rerank(
     position) and, per query, the tokens read and seconds taken for its pairs. Each cache entry
     keeps its pair's share of the measured time, so a cached pair costs what it cost when scored;
     an entry from before seconds were stored is recomputed rather than charged zero seconds."""
-    cache = get_cache()
     pairs = [(q, indexed_text(s.chunk)) for q, cands in zip(queries, candidates, strict=True) for s in cands]
     keys = [cache_key(CACHE_STAGE, identity, q, text) for q, text in pairs]
     found = {key: v for key, v in cache.get_many(CACHE_STAGE, keys).items() if len(v) == 3}
@@ -142,6 +142,6 @@ class CrossEncoderReranker(Reranker):
         generator: Generator | None = None,
     ) -> list[list[Scored]]:
         identity = {**self.spec(), "model": model_identity(self.model)}
-        out, use = cached_rerank(identity, queries, candidates, self._score)
+        out, use = cached_rerank(self.stage_cache(), identity, queries, candidates, self._score)
         self.aux_tokens_ += sum(u.tokens for u in use)
         return Batch(out, use)

@@ -1,6 +1,6 @@
 """Dense retrieval: a sentence-transformers embedder and a FAISS index (exact flat or HNSW).
 
-Embeddings of every corpus go to the disk cache (``ragkit.cache.get_cache()``, keyed by model
+Embeddings of every corpus go to the disk cache (the one the run handed it, keyed by model
 identity, corpus key, normalisation and this class's version), per-example corpora included: ten
 paragraphs are ~15 KB, a re-run or another index type (flat vs HNSW, other ``ef_search``) then
 never re-embeds, and one code path serves both cases. A shared 66k-paragraph corpus is embedded
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragkit.cache import cache_key, get_cache
+from ragkit.cache import cache_key
 from ragkit.constraints import Count, Device
 from ragkit.registry import register
 from ragkit.retrievers._common import IndexLRU, indexed_text, positions, to_scored, top_k
@@ -151,7 +151,7 @@ class DenseRetriever(Retriever):
         return [cache_key(base, i, _BLOCK) for i in range(max(1, math.ceil(len(corpus) / _BLOCK)))]
 
     def embeddings_cached(self, corpus: Corpus) -> bool:
-        cache = get_cache()
+        cache = self.stage_cache()
         return all(cache.get_array("dense-embeddings", key) is not None for key in self._block_keys(corpus))
 
     def embed_corpus(self, corpus: Corpus) -> np.ndarray:
@@ -159,7 +159,7 @@ class DenseRetriever(Retriever):
 
         Stored in blocks of ``_BLOCK`` rows: embedding a 66k-paragraph corpus takes an hour on
         two CPU cores, and a killed run then resumes at the first missing block."""
-        cache = get_cache()
+        cache = self.stage_cache()
         texts = [indexed_text(c) for c in corpus.chunks]
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
