@@ -269,3 +269,12 @@ def test_every_call_keeps_its_prompt(name):
     for p in build(name).run(QUESTIONS, g):
         for call in p.provenance.calls:
             assert call.messages and call.messages[-1]["role"] == "user", (name, call.role)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_constructor_parameter_reads_back(name):
+    """get_params (specs, cache binding, a unit sent to an executor) reads each parameter by name:
+    a strategy that stores one under another name (RAPID's draft_budget as RAG's budget) fails
+    only once a run starts."""
+    params = build(name).get_params()
+    assert set(params) == set(registry.params_model(registry.get("strategy", name)).model_fields)

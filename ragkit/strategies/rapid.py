@@ -52,6 +52,9 @@ class RAPID(RAG):
         super().__init__(
             retrieval=retrieval, budget=draft_budget, abstain=abstain, max_new_tokens=max_new_tokens
         )
+        # kept under its own name too: get_params (the runner's cache binding, specs, pickled
+        # units) reads every constructor parameter back by name
+        self.draft_budget = draft_budget
         self.lookahead = lookahead
         self.truncation = truncation
 
