@@ -26,4 +26,12 @@ def run_isolated(engine: str, script: str, arguments: list[str]) -> dict:
     out = subprocess.run([python_for(engine), script, *arguments], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"error: {engine} {' '.join(arguments)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # The measurement is the last JSON object printed; engines may print after it (vLLM does at exit).
+    for line in reversed(out.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    tails = f"{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+    raise SystemExit(f"error: {engine} {' '.join(arguments)} printed no result:\n{tails}")
