@@ -54,12 +54,17 @@ class ConfigResult:
 # -- files ---------------------------------------------------------------------------------------
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
     """A prediction record (a line of predictions.jsonl) without what differs between two runs of
-    the same configuration: measured seconds, and whether an answer came from the cache (which
-    depends on what ran before, or beside it on a cluster). Two executors must agree on the rest."""
+    the same configuration: measured seconds, dollars (an hourly price is charged on measured
+    seconds), and whether an answer came from the cache (which depends on what ran before, or beside
+    it on a cluster). Two executors must agree on the rest."""
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "cached" and not k.endswith("seconds")}
+            return {
+                k: strip(v)
+                for k, v in value.items()
+                if k not in ("cached", "dollars") and not k.endswith("seconds")
+            }
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value

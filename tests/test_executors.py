@@ -205,3 +205,16 @@ def test_a_budget_smaller_than_the_prompt_names_the_arm_and_leaves_no_run(experi
         run_experiment(load_experiment(experiment_dict))
     client = mlflow.MlflowClient(experiment_dict["tracking_uri"])
     assert client.get_experiment_by_name("test-exp") is None  # MLflow was never opened
+
+
+def test_comparing_runs_ignores_what_measured_seconds_decide():
+    """An hourly-priced generator charges measured seconds, so dollars differ between two runs
+    of the same configuration exactly as seconds do; answers and tokens must not be ignored."""
+    from ragkit.recording import comparable
+
+    def record(seconds: float, answer: str = "Paris") -> dict:
+        cost = {"input_tokens": 10, "seconds": seconds, "dollars": seconds * 0.1 / 3600}
+        return {"answer": answer, "cost": cost, "provenance": {"calls": [{"cached": seconds > 1}]}}
+
+    assert comparable(record(1.0)) == comparable(record(2.5))
+    assert comparable(record(1.0)) != comparable(record(1.0, answer="Lyon"))
