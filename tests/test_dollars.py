@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from ragkit.budget import PriceTable, dollars, estimated_dollars, price_predictions
 from ragkit.cli import app
+from ragkit.config import bundled_catalog_root, read_yaml
 from ragkit.generators.scripted import ScriptedGenerator
 from ragkit.types import Cost, Prediction
 
@@ -38,6 +39,19 @@ def test_estimated_dollars_need_a_throughput_for_hourly_prices():
     assert estimated_dollars(cost, PriceTable(gpu_hour=3.6)) is None
     assert estimated_dollars(cost, PriceTable(input_per_million=5.0)) == pytest.approx(0.005)
     assert dollars(cost, PriceTable(input_per_million=5.0)) == pytest.approx(0.005)
+
+
+def test_bundled_hourly_entries_carry_the_throughput_estimate_needs():
+    """An hourly price without a measured throughput shows "hourly: no throughput" in estimate."""
+    hourly = 0
+    for path in sorted((bundled_catalog_root() / "generators").glob("*.yaml")):
+        prices = read_yaml(path).get("prices") or {}
+        if prices.get("gpu_hour"):
+            hourly += 1
+            cost = Cost(input_tokens=1_500, output_tokens=32)
+            value = estimated_dollars(cost, PriceTable(**prices))
+            assert value is not None and value > 0, f"{path.name}: hourly price without a throughput"
+    assert hourly >= 3  # smollm2, vllm-cpu, vllm-cpu-server
 
 
 def test_prices_stay_out_of_the_generation_cache_key():
