@@ -86,3 +86,28 @@ def test_runner_puts_a_documents_questions_together():
 def test_old_records_computed_every_prompt_token():
     assert Cost.from_dict({"input_tokens": 40}).prefill_tokens_computed == 40
     assert Cost.from_dict({"input_tokens": 40, "prefill_tokens_computed": 5}).prefill_tokens_computed == 5
+
+
+def test_a_cut_document_is_cut_the_same_for_every_question_about_it(long_model):
+    """Full context over a document longer than the window: questions of different lengths must
+    see the same cut document, so their prompts share everything before the question (before the
+    fixed question allowance, each question cut the document at its own place)."""
+    from ragkit.generators._prefix import computed_tokens
+    from ragkit.strategies.base import Record
+    from ragkit.strategies.full_context import FullContext
+
+    words = DOCUMENT.split()
+    text = " ".join(words[i % len(words)] + ("" if i % 7 else " .") for i in range(900))
+    doc = Document(id="d", text=text)
+    generator = TransformersGenerator(model=long_model, context_window=512, max_new_tokens=8)
+    ids, dropped = [], []
+    for n, question in enumerate(QUESTIONS):
+        record = Record(Example(id=str(n), question=question, answers=["paris"], documents=[doc]))
+        messages, tokens = FullContext()._prepare(record, generator, None)
+        assert tokens <= 512 - 8
+        ids.append(generator.tokenizer.encode(generator.render(messages)))
+        dropped.append(record.provenance.dropped_tokens)
+    assert min(dropped) > 0 and len(set(dropped)) == 1
+    shared = min(common_prefix(ids[0], other) for other in ids[1:])
+    assert shared >= max(len(i) for i in ids) - 32  # all but the question and the answer cue
+    assert sum(computed_tokens(ids)) <= len(ids[0]) + 3 * 32

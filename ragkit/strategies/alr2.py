@@ -75,7 +75,7 @@ def grounded(lines: Sequence[str], context: str) -> float | None:
 
 @register("strategy", "alr2")
 class ALR2(Strategy):
-    version = "1"
+    version = "2"  # 2: a cut context no longer depends on the question's length (prefix reuse)
     theta: ClassVar = {"k": "n_documents"}  # it reads every document, as full context does
 
     def __init__(

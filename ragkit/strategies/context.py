@@ -146,6 +146,10 @@ def cut_tokens(ids: list[int], keep: int, where: str) -> list[int]:
     return ids[:head] + ids[len(ids) - (keep - head) :]
 
 
+QUESTION_ALLOWANCE = 32  # tokens of the window a cut context leaves for the question
+CUT_GRAIN = 16  # a cut context keeps a multiple of this many tokens
+
+
 def fit_context(
     record: Record,
     generator: Generator,
@@ -176,7 +180,15 @@ def fit_context(
     text, kept = block, full
     total = generator.prompt_tokens(make_messages(text))
     if total > limit:
-        kept = max(limit - overhead, 0)
+        # The documents' share must not depend on the question: the questions about one document
+        # then send prompts identical up to the question, which prefix reuse computes once (with a
+        # share sized for each question, every question cut the document at its own place and
+        # only the part before the cut was shared). The question gets a fixed allowance (its own
+        # length when longer), and the share is rounded down to a multiple of CUT_GRAIN so that a
+        # token of tokenizer jitter at the seam does not move the cut.
+        question = len(tokenizer.encode(example.question)) if example.question else 0
+        frame = overhead - question
+        kept = max(limit - frame - max(question, QUESTION_ALLOWANCE), 0) // CUT_GRAIN * CUT_GRAIN
         for _ in range(8):  # decode/encode at the cut can shift counts by a few tokens
             text = tokenizer.decode(cut_tokens(ids, kept, truncation))
             total = generator.prompt_tokens(make_messages(text))

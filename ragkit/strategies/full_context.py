@@ -26,7 +26,7 @@ from ragkit.types import Cost, Document, Example, Prediction
 
 @register("strategy", "full_context")
 class FullContext(Strategy):
-    version = "1"
+    version = "2"  # 2: a cut context no longer depends on the question's length (prefix reuse)
 
     def __init__(
         self,

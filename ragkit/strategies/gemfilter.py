@@ -40,7 +40,7 @@ def question_tail(generator: Generator, messages: Sequence[Message]) -> int:
 
 @register("strategy", "gemfilter")
 class GemFilter(Strategy):
-    version = "1"
+    version = "2"  # 2: a cut context no longer depends on the question's length (prefix reuse)
 
     def __init__(
         self,

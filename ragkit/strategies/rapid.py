@@ -34,7 +34,7 @@ from ragkit.types import Cost, Document, Example, Prediction
 
 @register("strategy", "rapid")
 class RAPID(RAG):
-    version = "1"
+    version = "2"  # 2: a cut context no longer depends on the question's length (prefix reuse)
     # the answer is full context's (greedy): no allocation dimension moves it
     theta: ClassVar = {}
     family: ClassVar = ""

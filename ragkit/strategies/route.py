@@ -46,7 +46,8 @@ def _summary(provenance: Provenance) -> dict[str, Any]:
 class SelfRoute(Strategy):
     # RAG reads k = 0 as closed book; routing needs retrieved passages to judge answerability
     settings_constraints: ClassVar = {"retrieval.k": Count}
-    version = "2"  # 2: tightened abstention detection (an answer after "but ..." is not routed)
+    version = "3"  # 2: tightened abstention detection (an answer after "but ..." is not routed); 3: its
+    # full-context branch cuts a context independently of the question (prefix reuse)
 
     def __init__(
         self,
