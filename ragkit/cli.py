@@ -152,6 +152,16 @@ def run(
             _fail(exc if isinstance(exc, ConfigError) else f"{file}: {exc}")
         except ServerError as exc:  # an inference server went away: what was answered is on disk
             _fail(f"{exc} Finished questions are saved; run the same command again to resume.")
+        except KeyboardInterrupt:  # Ctrl-C: typer would exit 130 without a word
+            folder = Path(experiment.spec.output_dir) / experiment.name
+            error_console.print(
+                Text.assemble(
+                    ("interrupted:", "bold yellow"),
+                    f" finished questions are saved in {folder}; run the same command again to resume.",
+                ),
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
     frame = results_frame(results)
     print_frame(display_table(frame), title=f"{experiment.name} (95% intervals)")
     console.print(lead_note(frame))

@@ -256,3 +256,54 @@ def test_report_points_to_runs_the_yaml_no_longer_matches(experiment_dict, tmp_p
     out = " ".join(result.output.split())
     assert "holds 3 finished configurations from other settings or ragkit versions" in out
     assert "Report them by their MLflow parent run" in out and "ragkit report RUN_ID" in out
+
+
+# The command line, with the scripted generator blocking in its second call until a signal comes
+# (it says so on stderr first, so the test sends the signal at that moment, not after a guess).
+BLOCKING_RUN = """
+import sys, threading
+from ragkit.generators import scripted
+original = scripted.ScriptedGenerator._generate
+calls = []
+def blocking(self, prompts, requests):
+    calls.append(1)
+    if len(calls) == 2:
+        print("BLOCKED", file=sys.stderr, flush=True)
+        threading.Event().wait()  # a long model call; only a signal ends it
+    return original(self, prompts, requests)
+scripted.ScriptedGenerator._generate = blocking
+from ragkit.cli import app
+app(["run", sys.argv[1]])
+"""
+
+
+def test_ctrl_c_stops_a_run_at_once_keeps_its_answers_and_resumes(experiment_dict, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from ragkit.predictions_file import read_predictions
+
+    path = write(tmp_path, experiment_dict)
+    # A subprocess of Python, not of a shell: a shell's background job ignores SIGINT
+    process = subprocess.Popen(
+        [sys.executable, "-c", BLOCKING_RUN, str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stderr:
+            if "BLOCKED" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "interrupted: finished questions are saved in" in stderr and "Traceback" not in stderr
+    run_dir = next(p for p in (tmp_path / "runs" / "test-exp").iterdir() if p.is_dir())
+    assert len(read_predictions(run_dir / "predictions.jsonl")) == 2  # the first batch survived
+    again = runner.invoke(app, ["run", str(path)])
+    assert again.exit_code == 0, again.output
+    assert len(read_predictions(run_dir / "predictions.jsonl")) == 6
