@@ -340,14 +340,16 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
     95% intervals (EM for short answers), the answer-in-context proxy, how many questions were
     truncated and the share of tokens dropped, generator calls per question (when a configuration
     makes more than one), mean effective context tokens, prefill tokens computed (after prefix
-    reuse), seconds and dollars per question."""
+    reuse), FLOPs (when they say more than the tokens), seconds and dollars per question."""
     headlines = headline_metrics(results)
     # Cost columns shown only where they say something: prefill computed when some configuration
-    # reused a shared prefix, dollars when the generator has prices.
+    # reused a shared prefix, FLOPs when they do not follow the tokens, dollars when the generator
+    # has prices.
     reuse = _differs(results, "prefill_tokens_computed", "effective_context_tokens")
     priced = "dollars" in results and bool((results["dollars"].fillna(0) > 0).any())
     several_calls = _has(results, "calls") and bool((results["calls"] > 1).any())
     retrieval_only = headlines[0] in RETRIEVAL_HEADLINES  # no prompt: passage tokens, not a context cut
+    counted_flops = not retrieval_only and _flops_tell_more(results)
     rows = []
     for _, row in results.iterrows():
         out = {"configuration": row["config_name"]}
@@ -376,6 +378,8 @@ def display_table(results: pd.DataFrame) -> pd.DataFrame:
             out["eff. ctx tokens"] = f"{row.get('effective_context_tokens', float('nan')):.0f}"
         if reuse:
             out["prefill computed"] = f"{row.get('prefill_tokens_computed', float('nan')):.0f}"
+        if counted_flops:
+            out["FLOPs/question"] = format_flops(row.get("flops"))
         out["s/question"] = f"{row.get('seconds_per_question', float('nan')):.2f}"
         if priced:
             out["$/question"] = format_dollars(row.get("dollars"))
@@ -389,6 +393,32 @@ def lead_note(results: pd.DataFrame) -> str:
     metric = default_metric(results)
     why = METRICS[metric].leads_because if metric in METRICS else ""
     return f"leading metric: {label(metric)}" + (f" ({why})" if why else "")
+
+
+def _flops_tell_more(results: pd.DataFrame, spread: float = 1.25) -> bool:
+    """Whether FLOPs per question say something effective context tokens do not: their ratio to the
+    tokens differs by more than ``spread`` between configurations. It does for GemFilter (the model
+    reads every token, but only the filter layers over all of them), different generators, and long
+    contexts (attention's quadratic term: at 128k tokens an 8B model spends about twice the FLOPs
+    per token of a short RAG prompt); for one generator over short prompts the tokens tell it all,
+    and the column is left out of an already wide table."""
+    if "flops" not in results or "effective_context_tokens" not in results:
+        return False
+    flops = pd.to_numeric(results["flops"], errors="coerce")
+    tokens = pd.to_numeric(results["effective_context_tokens"], errors="coerce")
+    ratio = (flops / tokens)[(flops > 0) & (tokens > 0)]
+    return len(ratio) > 1 and float(ratio.max()) > spread * float(ratio.min())
+
+
+def format_flops(value: Any) -> str:
+    """FLOPs with three significant digits and an SI prefix: a 135M model at 4k tokens is ~1.4T a
+    question, a 70B model at 128k tokens ~20P."""
+    if value is None or pd.isna(value):
+        return "-"
+    for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{prefix}"
+    return f"{value:.3g}"
 
 
 def format_dollars(value: Any) -> str:

@@ -150,3 +150,35 @@ def test_answer_in_context_is_measured_on_what_the_prompt_showed():
     # cut to a window that keeps only the end of the context: Paris (first document) is gone
     [cut] = FullContext(truncation="start", budget=120).run([example], generator)
     assert cut.provenance.measures["truncated"] and cut.provenance.measures["answer_in_context"] == 0.0
+
+
+def test_the_run_table_shows_flops_where_they_do_not_follow_the_tokens():
+    from ragkit.report import display_table, format_flops
+
+    def frame(flops):
+        return pd.DataFrame(
+            {
+                "config_name": ["full_context", "gemfilter keep=256", "rag"],
+                "contains_answer": [0.7, 0.0, 1.0],
+                "effective_context_tokens": [4009.0, 4009.0, 721.0],
+                "flops": flops,
+                "n_questions": [10, 10, 10],
+            }
+        )
+
+    # GemFilter reads every token but prefills only its filter layers over all of them: its FLOPs
+    # per token are 44% of full context's, which the tokens column cannot show
+    table = display_table(frame([1.3661e12, 6.026e11, 2.106e11])).set_index("configuration")
+    assert list(table["FLOPs/question"]) == ["1.37T", "603G", "211G"]
+    # one generator, FLOPs proportional to the tokens (within 25%): the column stays out
+    assert "FLOPs/question" not in display_table(frame([1.3661e12, 1.3661e12, 2.106e11])).columns
+    assert "FLOPs/question" not in display_table(frame([0.0, 0.0, 0.0])).columns  # none counted
+    # three significant digits and an SI prefix, across the sizes a study meets
+    assert [format_flops(v) for v in (0.0, 950.0, 2.106e11, 1.3661e12, 2.04e16, None)] == [
+        "0",
+        "950",
+        "211G",
+        "1.37T",
+        "20.4P",
+        "-",
+    ]
