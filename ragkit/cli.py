@@ -303,6 +303,10 @@ def report(
             " two fields, a heatmap per method (e.g. --by length --by depth)"
         ),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="the --set overrides the run was made with (key.path=value, repeatable)"),
+    ] = None,
 ) -> None:
     """Tables of finished results (no model runs)."""
     from ragkit.breakdown import metric_columns
@@ -323,24 +327,29 @@ def report(
         stale_scores_note,
     )
 
+    overrides = set_ or []
+    is_yaml = str(file).endswith((".yaml", ".yml")) or Path(file).is_file()
+    if overrides and not is_yaml:
+        _fail(ValueError(f"--set changes an experiment YAML; {file} is an MLflow run id"))
+    shown = " ".join([file, *(f"--set {o}" for o in overrides)])  # what the notes tell to re-run
     try:
-        results = load_results(file)
+        results = load_results(file, overrides=overrides)
     except ConfigError as exc:
         _fail(exc)
     if results.empty:
-        hint = other_runs_hint(file) if str(file).endswith((".yaml", ".yml")) else ""
-        _fail(RuntimeError(f"no finished configurations found for {file}.{hint}"))
+        hint = other_runs_hint(file, overrides) if is_yaml else ""
+        _fail(RuntimeError(f"no finished configurations found for {shown}.{hint}"))
     print_frame(display_table(results), title="results (95% intervals)")
     console.print(lead_note(results))
-    if note := older_versions_note(results, file):
-        console.print(f"[yellow]{note}[/yellow]")
-    if note := stale_scores_note(results, file):
-        console.print(f"[yellow]{note}[/yellow]")
+    if note := older_versions_note(results, shown):
+        console.print(f"[yellow]{escape(note)}[/yellow]")
+    if note := stale_scores_note(results, shown):
+        console.print(f"[yellow]{escape(note)}[/yellow]")
     _warn_about_judge(results)
     scores = None
     if metric is not None or by or baseline:
         try:
-            scores = load_scores(file)
+            scores = load_scores(file, overrides=overrides)
             metric = resolve_metric(metric, metric_columns(scores)) if metric else default_metric(results)
         except KeyError as exc:
             _fail(exc)
@@ -370,7 +379,7 @@ def report(
 
         if correction not in CORRECTIONS:
             _fail(ValueError(f"--correction {correction!r}: expected one of {', '.join(CORRECTIONS)}"))
-        seed = load_experiment(file).spec.seed if str(file).endswith((".yaml", ".yml")) else 0
+        seed = load_experiment(file, overrides).spec.seed if is_yaml else 0
         try:
             table = paired_against(scores, baseline, metric, correction=correction, seed=seed)
         except (KeyError, ValueError) as exc:

@@ -110,12 +110,15 @@ def _finished_by_settings(base: Path) -> dict[str, Path]:
     return found
 
 
-def _from_yaml(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[Path]]:
+def _from_yaml(
+    path: str | os.PathLike[str], overrides: Sequence[str] = ()
+) -> tuple[pd.DataFrame, list[Path]]:
     """Rows of the experiment's finished configurations. A configuration not finished under its
     current hash, but finished with the same settings under older component versions, is reported
     from that run with ``older_version`` set (the CLI says so): a version bump must not make
     earlier results vanish from the experiment's report, nor pass them off as current."""
-    experiment = load_experiment(path, allow_code=True)  # read only: nothing is built or imported
+    # read only: nothing is built or imported; ``overrides``: the ``--set`` the run was made with
+    experiment = load_experiment(path, list(overrides), allow_code=True)
     base = Path(experiment.spec.output_dir) / experiment.name
     rows, dirs = [], []
     older: dict[str, Path] | None = None
@@ -274,18 +277,23 @@ def _number(value: str) -> Any:
     return {"None": None, "True": True, "False": False}.get(value, value)
 
 
-def load_results(source: str | os.PathLike[str], tracking_uri: str | None = None) -> pd.DataFrame:
+def load_results(
+    source: str | os.PathLike[str], tracking_uri: str | None = None, overrides: Sequence[str] = ()
+) -> pd.DataFrame:
     """One row per finished configuration: dotted params, metrics, config_hash, config_name, run_id.
-    ``source`` is an experiment YAML or an MLflow parent run id."""
+    ``source`` is an experiment YAML (with ``overrides``, the ``--set`` of its run) or an MLflow
+    parent run id."""
     if str(source).endswith((".yaml", ".yml")) or Path(source).is_file():
-        return _from_yaml(source)[0]
+        return _from_yaml(source, overrides)[0]
     return _from_mlflow(str(source), tracking_uri)
 
 
-def load_scores(source: str | os.PathLike[str], tracking_uri: str | None = None) -> pd.DataFrame:
+def load_scores(
+    source: str | os.PathLike[str], tracking_uri: str | None = None, overrides: Sequence[str] = ()
+) -> pd.DataFrame:
     """Per-question rows of every finished configuration (with ``config_hash``)."""
     if str(source).endswith((".yaml", ".yml")) or Path(source).is_file():
-        results, dirs = _from_yaml(source)
+        results, dirs = _from_yaml(source, overrides)
         # Names come from the experiment as it is now (naming rules can change after a run).
         names = dict(zip(results["config_hash"], results["config_name"], strict=True)) if dirs else {}
         frames = [
@@ -519,11 +527,11 @@ def comparisons_note(table: pd.DataFrame) -> str:
     )
 
 
-def other_runs_hint(path: str | os.PathLike[str]) -> str:
+def other_runs_hint(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> str:
     """Why a YAML found no finished configurations, when older ones exist: its configurations hash
     differently now (edited settings, or a component version bumped by a ragkit upgrade). Names the
     folder and the MLflow parent runs that still hold them, which ``ragkit report RUN_ID`` reads."""
-    experiment = load_experiment(path, allow_code=True)  # read only
+    experiment = load_experiment(path, list(overrides), allow_code=True)  # read only
     base = Path(experiment.spec.output_dir) / experiment.name
     current = {c.hash for c in experiment.configurations}
     older = [f.parent.name for f in base.glob("*/summary.json") if f.parent.name not in current]

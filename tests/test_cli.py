@@ -307,3 +307,24 @@ def test_ctrl_c_stops_a_run_at_once_keeps_its_answers_and_resumes(experiment_dic
     again = runner.invoke(app, ["run", str(path)])
     assert again.exit_code == 0, again.output
     assert len(read_predictions(run_dir / "predictions.jsonl")) == 6
+
+
+def test_report_takes_the_set_overrides_the_run_was_made_with(experiment_dict, tmp_path):
+    path = write(tmp_path, experiment_dict)
+    elsewhere = f"output_dir={tmp_path / 'elsewhere'}"
+    ran = runner.invoke(app, ["run", str(path), "--set", elsewhere, "--set", "arms.0.k=2"])
+    assert ran.exit_code == 0, ran.output
+    plain = runner.invoke(app, ["report", str(path)])
+    assert plain.exit_code == 2 and "no finished configurations" in plain.output  # the YAML's own folder
+    report = runner.invoke(
+        app, ["report", str(path), "--set", elsewhere, "--set", "arms.0.k=2", "--metric", "f1"]
+    )
+    assert report.exit_code == 0, report.output
+    flat = " ".join(report.output.split())
+    # the run's two configurations (k=2 and full context), not the YAML's k sweep; scores read too
+    assert "0.667" in flat and "full_context" in flat and "k=1" not in flat
+    assert flat.count("0.611") >= 4  # F1 in the results table and in the --metric table, both rows
+    bad = runner.invoke(app, ["report", str(path), "--set", "arms.0.k=banana"])
+    assert bad.exit_code == 2 and "error:" in bad.output and "k" in bad.output
+    run_id = runner.invoke(app, ["report", "0123abcd", "--set", elsewhere])
+    assert run_id.exit_code == 2 and "--set changes an experiment YAML" in run_id.output
