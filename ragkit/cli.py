@@ -303,10 +303,7 @@ def report(
             " two fields, a heatmap per method (e.g. --by length --by depth)"
         ),
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="the --set overrides the run was made with (key.path=value, repeatable)"),
-    ] = None,
+    set_: SetOpt = None,  # the overrides the run was made with, so its configurations are found
 ) -> None:
     """Tables of finished results (no model runs)."""
     from ragkit.breakdown import metric_columns
@@ -318,6 +315,7 @@ def report(
         comparisons_note,
         default_metric,
         display_table,
+        is_experiment_file,
         lead_note,
         load_results,
         load_scores,
@@ -328,7 +326,7 @@ def report(
     )
 
     overrides = set_ or []
-    is_yaml = str(file).endswith((".yaml", ".yml")) or Path(file).is_file()
+    is_yaml = is_experiment_file(file)
     if overrides and not is_yaml:
         _fail(ValueError(f"--set changes an experiment YAML; {file} is an MLflow run id"))
     shown = " ".join([file, *(f"--set {o}" for o in overrides)])  # what the notes tell to re-run

@@ -277,13 +277,18 @@ def _number(value: str) -> Any:
     return {"None": None, "True": True, "False": False}.get(value, value)
 
 
+def is_experiment_file(source: str | os.PathLike[str]) -> bool:
+    """Whether a report source names an experiment YAML (else it is an MLflow parent run id)."""
+    return str(source).endswith((".yaml", ".yml")) or Path(source).is_file()
+
+
 def load_results(
     source: str | os.PathLike[str], tracking_uri: str | None = None, overrides: Sequence[str] = ()
 ) -> pd.DataFrame:
     """One row per finished configuration: dotted params, metrics, config_hash, config_name, run_id.
     ``source`` is an experiment YAML (with ``overrides``, the ``--set`` of its run) or an MLflow
     parent run id."""
-    if str(source).endswith((".yaml", ".yml")) or Path(source).is_file():
+    if is_experiment_file(source):
         return _from_yaml(source, overrides)[0]
     return _from_mlflow(str(source), tracking_uri)
 
@@ -292,7 +297,7 @@ def load_scores(
     source: str | os.PathLike[str], tracking_uri: str | None = None, overrides: Sequence[str] = ()
 ) -> pd.DataFrame:
     """Per-question rows of every finished configuration (with ``config_hash``)."""
-    if str(source).endswith((".yaml", ".yml")) or Path(source).is_file():
+    if is_experiment_file(source):
         results, dirs = _from_yaml(source, overrides)
         # Names come from the experiment as it is now (naming rules can change after a run).
         names = dict(zip(results["config_hash"], results["config_name"], strict=True)) if dirs else {}

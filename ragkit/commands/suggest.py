@@ -73,9 +73,10 @@ def _round(values: list[float | None]) -> list[float | None]:
 
 def parent_run(source: str, tracking_uri: str | None = None) -> tuple[str | None, str]:
     """The MLflow parent run of ``source`` (an experiment YAML or a parent run id) and its store."""
+    from ragkit.report import is_experiment_file
     from ragkit.tracking import resolve_tracking_uri
 
-    if not str(source).endswith((".yaml", ".yml")) and not Path(source).is_file():
+    if not is_experiment_file(source):
         return str(source), resolve_tracking_uri(tracking_uri)
     import mlflow
 
